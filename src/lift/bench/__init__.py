@@ -1,0 +1,1 @@
+"""One module per benchmark; `lift bench NAME` runs it (see `lift.commands.bench`)."""

@@ -1,0 +1,122 @@
+"""Typed configs: dataclasses built from dicts, YAML or JSON files and `key=value` overrides.
+
+Unknown keys are rejected (a typo in a config must never be silently ignored), and every stage
+saves its config beside its output so the output can be reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from lift.atomic import write_json
+from lift.errors import LiftError
+
+T = TypeVar("T")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def config_from_dict(cls: type[T], data: dict[str, Any], *, where: str = "config") -> T:
+    """Build dataclass `cls` from `data`, recursing into nested dataclasses; unknown keys fail."""
+    if not isinstance(data, dict):
+        raise LiftError(f"{where}: expected a mapping, got {type(data).__name__}")
+    types_ = _field_types(cls)
+    unknown = sorted(set(data) - set(types_))
+    if unknown:
+        raise LiftError(f"{where}: unknown key(s) {unknown} for {cls.__name__}; known: {sorted(types_)}")
+    kwargs = {}
+    for name, value in data.items():
+        tp = types_[name]
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            value = config_from_dict(tp, value, where=f"{where}.{name}")
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise LiftError(f"{where}: {e}") from None
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def _coerce(text: str, tp: Any) -> Any:
+    """Parse an override value using the field's declared type."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if text.lower() in ("none", "null"):
+            return None
+        return _coerce(text, args[0]) if len(args) == 1 else yaml.safe_load(text)
+    if tp is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"not a boolean: {text!r}")
+    if tp in (int, float, str):
+        return tp(text)
+    return yaml.safe_load(text)
+
+
+def apply_overrides(cls: type[T], cfg: T, overrides: list[str]) -> T:
+    """Return a copy of `cfg` with `a.b=value` overrides applied (values typed by the field)."""
+    data = config_to_dict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise LiftError(f"override {item!r} is not key=value")
+        key, text = item.split("=", 1)
+        node, node_cls = data, cls
+        *parents, leaf = key.split(".")
+        for part in parents:
+            field_types = _field_types(node_cls)
+            if part not in field_types or not dataclasses.is_dataclass(field_types[part]):
+                raise LiftError(f"override {item!r}: {part!r} is not a section of {node_cls.__name__}")
+            node, node_cls = node[part], field_types[part]
+        field_types = _field_types(node_cls)
+        if leaf not in field_types:
+            raise LiftError(f"override {item!r}: unknown key {leaf!r}; known: {sorted(field_types)}")
+        try:
+            node[leaf] = _coerce(text, field_types[leaf])
+        except ValueError as e:
+            raise LiftError(f"override {item!r}: {e}") from None
+    return config_from_dict(cls, data)
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Defaults, then a YAML/JSON file, then `key=value` overrides."""
+    cfg = cls()
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise LiftError(f"{path}: cannot read config: {e}") from None
+        merged = config_to_dict(cfg)
+        merged.update(data)
+        cfg = config_from_dict(cls, merged, where=str(path))
+    return apply_overrides(cls, cfg, overrides or [])
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    write_json(path, config_to_dict(cfg))
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LiftError(f"{path}: file not found") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise LiftError(f"{path}: not readable JSON: {e}") from None

@@ -1,0 +1,1 @@
+"""Datasets and sources: captions, image-text shards, the synthetic compositional world."""
