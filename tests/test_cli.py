@@ -50,7 +50,7 @@ def test_lift_error_is_one_line_and_exit_code_2(monkeypatch, capsys):
 
     parser = argparse.ArgumentParser()
     parser.set_defaults(_run=boom, command="embed")
-    monkeypatch.setattr("lift.cli.build_parser", lambda: parser)
+    monkeypatch.setattr("lift.cli.build_parser", lambda command=None: parser)
     assert main([]) == 2
     err = capsys.readouterr().err
     assert err == "lift embed: error: captions.parquet: row 3: empty caption\n"

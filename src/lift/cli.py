@@ -44,7 +44,12 @@ def discover_commands() -> list[ModuleType]:
     return [m for m in discover_modules(package) if _is_available(m)]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `lift` parser; only `command`'s own arguments are built (None: just the command list).
+
+    Building one command's arguments may import heavy libraries (torch, transformers), so
+    `lift --help` and every other command stay fast by not building the rest.
+    """
     parser = argparse.ArgumentParser(
         prog="lift",
         description="Train language-aligned vision encoders against a frozen text encoder (LIFT).",
@@ -54,20 +59,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lift {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for module in discover_commands():
-        doc = module.__doc__ or module.HELP
         p = sub.add_parser(
             module.NAME,
             help=module.HELP,
-            description=doc,
+            description=module.__doc__ or module.HELP,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        module.add_arguments(p)
+        if command == module.NAME:
+            module.add_arguments(p)
         p.set_defaults(_run=module.run)
     return parser
 
 
+def _command_in(argv: list[str]) -> str | None:
+    """The subcommand named in argv: the first word that is not an option (top-level options take no value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

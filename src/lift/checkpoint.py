@@ -1,0 +1,114 @@
+"""Checkpoints: RUN/checkpoints/step-000123/{model.safetensors, config.json, state.pt} + a `latest` pointer.
+
+A checkpoint folder is written under a temp name and renamed into place, and `latest` is replaced
+atomically after it, so a job killed at any instant leaves the previous checkpoint intact.
+`state.pt` holds only tensors and primitives and is read with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from lift.atomic import _fsync_dir, atomic_write, write_json
+from lift.config import read_json
+from lift.errors import LiftError
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+STATE = "state.pt"
+LATEST = "latest"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def save_checkpoint(
+    run_dir: str | Path, step: int, weights: dict[str, torch.Tensor], config: dict[str, Any],
+    state: dict[str, Any] | None = None,
+) -> Path:  # fmt: skip
+    """Write checkpoint `step` under `run_dir/checkpoints` and point `latest` at it."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(step)
+    tmp = root / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    # safetensors refuses shared storage; clone makes every tensor its own contiguous copy.
+    save_file({k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}, tmp / WEIGHTS)
+    _fsync_file(tmp / WEIGHTS)
+    write_json(tmp / CONFIG, {**config, "step": step})
+    if state is not None:
+        with atomic_write(tmp / STATE) as f:
+            torch.save(state, f)
+    if final.exists():  # a rerun of the same step replaces it (same data, same result)
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    with atomic_write(root / LATEST, "w") as f:
+        f.write(final.name + "\n")
+    return final
+
+
+def clean_stale_temps(run_dir: str | Path) -> None:
+    """Remove half-written checkpoint folders left by a killed job."""
+    root = Path(run_dir) / "checkpoints"
+    if root.is_dir():
+        for p in root.glob(".step-*.tmp-*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    pointer = Path(run_dir) / "checkpoints" / LATEST
+    if not pointer.is_file():
+        return None
+    path = pointer.parent / pointer.read_text().strip()
+    if not (path / WEIGHTS).is_file():
+        raise LiftError(f"{pointer}: points at {path.name}, which has no {WEIGHTS}")
+    return path
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder, or a run folder (its latest checkpoint)."""
+    path = Path(path)
+    if (path / WEIGHTS).is_file():
+        return path
+    if not path.exists():
+        raise LiftError(f"{path}: no such run or checkpoint folder")
+    found = latest_checkpoint(path)
+    if found is None:
+        raise LiftError(f"{path}: neither a checkpoint ({WEIGHTS}) nor a run folder with checkpoints/latest")
+    return found
+
+
+def load_weights(ckpt: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(ckpt) / WEIGHTS
+    try:
+        return load_file(path)
+    except Exception as e:  # safetensors raises its own error types
+        raise LiftError(f"{path}: cannot read weights: {e}") from None
+
+
+def load_config(ckpt: str | Path) -> dict[str, Any]:
+    return read_json(Path(ckpt) / CONFIG)
+
+
+def load_state(ckpt: str | Path) -> dict[str, Any]:
+    path = Path(ckpt) / STATE
+    if not path.is_file():
+        raise LiftError(f"{path}: missing; this checkpoint cannot be resumed (weights only)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling errors come in many types
+        raise LiftError(f"{path}: cannot read training state: {e}") from None

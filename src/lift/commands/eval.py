@@ -1,0 +1,148 @@
+"""Evaluate a LIFT or CLIP checkpoint the way the paper does: SugarCrepe composition, zero-shot
+classification and image-text retrieval, on the benchmarks' own files.
+
+Everything is batched; each distinct image and caption is embedded once, and text embeddings are
+cached on disk keyed by (text encoder identity, text), so prompts and captions are embedded once
+across runs. Metrics are percentages; a tie between the right and a wrong answer counts as wrong.
+Results go to a JSON file (--out) and a markdown table; --json prints one JSON object last.
+
+Examples:
+  lift eval sugarcrepe --checkpoint runs/lift-demo --annotations synth/sugarcrepe --images synth/sugarcrepe/images
+  lift eval zeroshot --checkpoint runs/lift-demo --images imagenet/val --classnames imagenet_class_index.json
+  lift eval retrieval --checkpoint runs/clip-demo/step-1000 --images flickr30k-images \\
+      --annotations flickr_annotations_30k.csv --format flickr --protocol all-captions --out flickr.json
+  lift eval compare clip.json lift.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from lift.errors import ON_ERROR_CHOICES, ErrorPolicy
+
+NAME = "eval"
+HELP = "evaluate a checkpoint: SugarCrepe, zero-shot classification, retrieval; compare results"
+ORDER = 40
+
+TASK_HELP = {
+    "sugarcrepe": "SugarCrepe's seven compositional subsets (accuracy, strict: ties are wrong)",
+    "zeroshot": "zero-shot classification of an ImageFolder tree (top-1, top-5, mean per-class recall)",
+    "retrieval": "image<->text retrieval on COCO captions or Flickr30K (R@1/5/10 both directions)",
+}
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="a run folder (its latest checkpoint) or a checkpoint")
+    p.add_argument(
+        "--batch-size", type=int, default=256, help="images / texts per forward pass (default 256)"
+    )
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--workers", type=int, default=2, help="image decoding processes (default 2)")
+    p.add_argument("--cache-dir", default=None, help="text embedding cache folder (default ~/.cache/lift)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the text embedding cache")
+    p.add_argument(
+        "--on-error", choices=ON_ERROR_CHOICES, default="stop", help="bad image/entry: stop or skip+count"
+    )
+    p.add_argument("--out", default=None, help="write the result JSON here")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="task", metavar="TASK", required=True)
+    p = sub.add_parser("sugarcrepe", help=TASK_HELP["sugarcrepe"], description=TASK_HELP["sugarcrepe"])
+    _common(p)
+    p.add_argument("--annotations", required=True, help="folder with add_obj.json ... swap_att.json")
+    p.add_argument("--images", required=True, help="image folder the items' filenames refer to")
+    p.add_argument("--subsets", nargs="+", default=None, help="evaluate only these subsets")
+
+    p = sub.add_parser("zeroshot", help=TASK_HELP["zeroshot"], description=TASK_HELP["zeroshot"])
+    _common(p)
+    p.add_argument("--images", required=True, help="ImageFolder root: one folder per class")
+    p.add_argument(
+        "--classnames",
+        default=None,
+        help="txt (one name per line, folder order) or imagenet_class_index.json",
+    )
+    p.add_argument(
+        "--templates", default=None, help="prompt templates file ({label} placeholder), one per line"
+    )
+
+    p = sub.add_parser("retrieval", help=TASK_HELP["retrieval"], description=TASK_HELP["retrieval"])
+    _common(p)
+    p.add_argument("--images", required=True, help="image folder")
+    p.add_argument("--annotations", required=True, help="COCO captions JSON or flickr_annotations_30k.csv")
+    p.add_argument(
+        "--format", choices=("coco", "flickr"), default=None, help="default: flickr for .csv, else coco"
+    )
+    p.add_argument("--protocol", choices=("first-caption", "all-captions"), default="first-caption")
+    p.add_argument("--split", default="test", help="Flickr30K split column value (default test)")
+
+    p = sub.add_parser(
+        "compare", help="two result JSON files side by side", description="two runs, paper's table shape"
+    )
+    p.add_argument("results", nargs=2, metavar="RESULT.json")
+
+
+def task_config(args: argparse.Namespace) -> dict:
+    """The evaluator's config from the command line."""
+    if args.task == "sugarcrepe":
+        cfg = {"annotations": args.annotations, "images": args.images}
+        return {**cfg, "subsets": args.subsets} if args.subsets else cfg
+    if args.task == "zeroshot":
+        from lift.evaluate.formats import read_templates
+
+        cfg = {"images": args.images, "classnames": args.classnames}
+        return {**cfg, "templates": read_templates(args.templates)} if args.templates else cfg
+    fmt = args.format or ("flickr" if str(args.annotations).endswith(".csv") else "coco")
+    return {"images": args.images, "annotations": args.annotations, "format": fmt, "protocol": args.protocol,
+            "split": args.split}  # fmt: skip
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from lift.evaluate.results import compare_table, read_result
+
+    a, b = (read_result(p) for p in args.results)
+    labels = (f"{a.label} [{Path(args.results[0]).name}]", f"{b.label} [{Path(args.results[1]).name}]")
+    print(compare_table(a, b, labels=labels))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.task == "compare":
+        return _compare(args)
+    from lift.evaluate import EvalContext, evaluate_checkpoint
+    from lift.evaluate.results import markdown_table, write_result
+    from lift.evaluate.text_cache import TextEmbeddingCache, default_cache_path
+
+    cache = None
+    if not args.no_cache:
+        cache = TextEmbeddingCache(
+            Path(args.cache_dir) / default_cache_path().name if args.cache_dir else None
+        )
+    ctx = EvalContext(
+        device=args.device or _default_device(), batch_size=args.batch_size, workers=args.workers,
+        cache=cache, policy=ErrorPolicy(args.on_error), progress=not args.no_progress,
+    )  # fmt: skip
+    result = evaluate_checkpoint(args.task, args.checkpoint, task_config(args), ctx=ctx)
+    if args.out:
+        write_result(args.out, result)
+    print(markdown_table(result))
+    stats = result.notes.get("text_embedding", {})
+    print(
+        f"{args.task}: {result.seconds:.1f}s; texts embedded {stats.get('encoded', 0)}, "
+        f"from cache {stats.get('cache_hits', 0)}; skipped {ctx.policy.skipped}"
+        + (f"; wrote {args.out}" if args.out else "")
+    )
+    if args.json:
+        keys = ("task", "metrics", "counts", "seconds", "checkpoint", "text_encoder")
+        print(json.dumps({k: getattr(result, k) for k in keys}, default=str), flush=True)
+    return 0

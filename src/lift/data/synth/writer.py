@@ -1,0 +1,163 @@
+"""The real on-disk formats: img2dataset shards + parquet, SugarCrepe JSON, ImageFolder, COCO captions.
+
+Everything written here is byte-reproducible: tar headers carry no time or owner, parquet rows
+come in a fixed order, and JSON keys in insertion order.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tarfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lift.atomic import atomic_write
+
+
+def tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
+    """A tar archive of (name, data) members with zeroed mtime/owner, as webdataset reads it."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def parquet_bytes(columns: dict[str, list[str]]) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()}), buf)
+    return buf.getvalue()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    with atomic_write(path) as f:
+        f.write(data)
+
+
+def json_bytes(obj) -> bytes:
+    return (json.dumps(obj, indent=1) + "\n").encode()
+
+
+def write_train_shard(folder: Path, shard: int, records: list[dict], image_format: str) -> None:
+    """`NNNNN.tar` (KEY.png|jpg, KEY.txt, KEY.json) and its row-aligned `NNNNN.parquet`.
+
+    The parquet is renamed into place last: its presence marks the shard complete.
+    """
+    members = []
+    for r in records:
+        meta = {
+            "key": r["key"],
+            "caption": r["short"],
+            "org_caption": r["short"],
+            "re_caption": r["long"],
+            "scene": r["scene"],
+        }
+        members += [
+            (f"{r['key']}.{image_format}", r["image"]),
+            (f"{r['key']}.txt", r["short"].encode()),
+            (f"{r['key']}.json", json.dumps(meta).encode()),
+        ]
+    write_atomic(folder / f"{shard:05d}.tar", tar_bytes(members))
+    columns = {
+        "key": [r["key"] for r in records],
+        "org_caption": [r["short"] for r in records],
+        "re_caption": [r["long"] for r in records],
+    }
+    write_atomic(folder / f"{shard:05d}.parquet", parquet_bytes(columns))
+
+
+def train_shard_done(folder: Path, shard: int) -> bool:
+    return (folder / f"{shard:05d}.parquet").exists() and (folder / f"{shard:05d}.tar").exists()
+
+
+class SplitFolder:
+    """A test split written under a temp folder and renamed into place whole when complete.
+
+    A killed run leaves only the temp folder, which the next run removes and redoes.
+    """
+
+    def __init__(self, final: Path):
+        self.final = final
+        self.tmp = final.parent / f".{final.name}.tmp"
+
+    def done(self) -> bool:
+        return self.final.is_dir()
+
+    def __enter__(self) -> SplitFolder:
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.tmp.mkdir(parents=True)
+        return self
+
+    def write(self, relpath: str, data: bytes) -> None:
+        path = self.tmp / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.final)
+
+
+def write_sugarcrepe(split: SplitFolder, records: list[dict], kinds: tuple[str, ...]) -> None:
+    """Seven SugarCrepe JSON files over `images/`, plus held-out item ids and the scene graphs."""
+    files: dict[str, dict] = {k: {} for k in kinds}
+    heldout: dict[str, list[str]] = {k: [] for k in kinds}
+    scenes = {}
+    for r in records:
+        if not r["items"]:
+            continue
+        split.write(f"images/{r['filename']}", r["image"])
+        scenes[r["filename"]] = r["scene"]
+        for kind, (pos, neg, involves_heldout) in r["items"].items():
+            item_id = str(len(files[kind]))
+            files[kind][item_id] = {"filename": r["filename"], "caption": pos, "negative_caption": neg}
+            if involves_heldout:
+                heldout[kind].append(item_id)
+    for kind in kinds:
+        split.write(f"{kind}.json", json_bytes(files[kind]))
+    split.write("heldout.json", json_bytes(heldout))
+    split.write("scenes.json", json_bytes(scenes))
+
+
+def write_zeroshot(split: SplitFolder, records: list[dict], classes: list[str], heldout: list[str]) -> None:
+    """An ImageFolder tree (`red_circle/000000.png`) with `classnames.txt` in folder-sorted order."""
+    scenes = {}
+    for r in records:
+        split.write(r["filename"], r["image"])
+        scenes[r["filename"]] = r["scene"]
+    folders = sorted(c.replace(" ", "_") for c in classes)
+    split.write("classnames.txt", "".join(f.replace("_", " ") + "\n" for f in folders).encode())
+    split.write(
+        "heldout.json", json_bytes({"classes": heldout, "folders": [c.replace(" ", "_") for c in heldout]})
+    )
+    split.write("scenes.json", json_bytes(scenes))
+
+
+def write_retrieval(split: SplitFolder, records: list[dict]) -> None:
+    """`images/` and COCO-captions `captions.json` (several captions per image, the first the reference)."""
+    images, annotations, scenes, heldout = [], [], {}, []
+    for image_id, r in enumerate(records):
+        split.write(f"images/{r['filename']}", r["image"])
+        images.append({"id": image_id, "file_name": r["filename"]})
+        for caption in r["captions"]:
+            annotations.append({"id": len(annotations), "image_id": image_id, "caption": caption})
+        scenes[str(image_id)] = r["scene"]
+        if r["heldout"]:
+            heldout.append(image_id)
+    split.write("captions.json", json_bytes({"images": images, "annotations": annotations}))
+    split.write("heldout.json", json_bytes({"image_ids": heldout}))
+    split.write("scenes.json", json_bytes(scenes))

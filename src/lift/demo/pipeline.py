@@ -1,0 +1,219 @@
+"""`lift demo`: the whole method on the embedded synthetic world, through every real stage.
+
+synth -> embed (short and long caption stores) -> train LIFT and CLIP on each caption regime with
+the same vision tower, data order and budget -> eval (SugarCrepe-style, zero-shot, retrieval) ->
+results.json + report. Each stage keeps its own resume rule, so a rerun reuses finished work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lift.atomic import write_json
+from lift.config import config_to_dict, save_config
+from lift.errors import LiftError
+
+METHODS = ("lift", "clip")
+REGIMES = {"short": "org_caption", "long": "re_caption"}  # caption regime -> parquet column
+
+
+@dataclass
+class MethodSettings:
+    """Per-method optimiser settings: each method gets its own tuned values at the same budget."""
+
+    lr: float
+    warmup: int | None = None
+
+
+@dataclass
+class DemoProfile:
+    """Sizes and budgets of one demo run; `quick` is the CI smoke run, `default` the full one."""
+
+    image_size: int = 64
+    train_size: int = 4000
+    test_size: int = 300
+    model: str = "vit-tiny"
+    batch_size: int = 128
+    epochs: float = 6.0
+    # Chosen on the developer's own seeds (see docs/demo.md); recorded in every results.json.
+    lift: MethodSettings = field(default_factory=lambda: MethodSettings(lr=1e-3))
+    clip: MethodSettings = field(default_factory=lambda: MethodSettings(lr=1e-3))
+    retrieval_examples: int = 3
+
+
+PROFILES: dict[str, DemoProfile] = {
+    "quick": DemoProfile(train_size=1000, test_size=100, batch_size=64, epochs=2.0),
+    "default": DemoProfile(),
+}
+
+
+@dataclass
+class DemoConfig:
+    out: str = "demo-out"
+    profile: str = "default"
+    seed: int = 0
+    device: str = "auto"
+    fresh: bool = False
+
+
+def _stage(name: str, timings: dict[str, float], fn: Callable[[], Any]) -> Any:
+    print(f"[lift demo] {name} ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    result = fn()
+    timings[name] = round(time.perf_counter() - start, 2)
+    print(f"[lift demo] {name} done in {timings[name]:.1f} s", file=sys.stderr, flush=True)
+    return result
+
+
+def _synth(out: Path, profile: DemoProfile, seed: int) -> dict:
+    from lift.data.synth import SynthConfig, generate_world
+
+    cfg = SynthConfig(seed=seed, image_size=profile.image_size, train_size=profile.train_size,
+                      test_size=profile.test_size, shard_size=1000)  # fmt: skip
+    return generate_world(out / "world", cfg, workers=2)
+
+
+def _embed(out: Path, regime: str, device: str) -> Path:
+    from lift.embed import embed_captions
+
+    store = out / "stores" / regime
+    embed_captions(
+        sources=[str(out / "world" / "train" / "*.parquet")],
+        out=store,
+        encoder="default",
+        key_field="key",
+        caption_field=REGIMES[regime],
+        device=device,
+    )
+    return store
+
+
+def _train(out: Path, method: str, regime: str, profile: DemoProfile, seed: int) -> dict:
+    from lift.train import TrainConfig, train
+
+    settings: MethodSettings = getattr(profile, method)
+    cfg = TrainConfig(
+        method=method,
+        model=profile.model,
+        train_data=str(out / "world" / "train"),
+        store=str(out / "stores" / regime) if method == "lift" else None,
+        caption_field=regime,
+        out=str(out / "runs" / f"{method}-{regime}"),
+        batch_size=profile.batch_size,
+        epochs=profile.epochs,
+        lr=settings.lr,
+        warmup=settings.warmup,
+        seed=seed,
+        save_every=10**9,  # only the final checkpoint: the demo's runs are short
+        log_every=5,
+        resume="latest",  # a rerun continues (or skips) a run instead of starting over
+    )
+    return train(cfg)
+
+
+def _evaluate(out: Path, run: str, device: str) -> dict[str, dict]:
+    """All three tasks for one run; each result is cached as JSON beside the run."""
+    from lift import load
+    from lift.evaluate import EvalContext, run_evaluator
+
+    world = out / "world"
+    tasks = {
+        "sugarcrepe": {"annotations": str(world / "sugarcrepe"), "images": str(world / "sugarcrepe" / "images")},
+        "zeroshot": {"images": str(world / "zeroshot"), "classnames": str(world / "zeroshot" / "classnames.txt")},
+        "retrieval": {"images": str(world / "retrieval" / "images"),
+                      "annotations": str(world / "retrieval" / "captions.json")},
+    }  # fmt: skip
+    results, model = {}, None
+    for task, task_cfg in tasks.items():
+        path = out / "evals" / run / f"{task}.json"
+        if not path.exists():
+            if model is None:
+                model = load(out / "runs" / run, device=_resolve_device(device))
+            result = run_evaluator(task, model, task_cfg, ctx=EvalContext(device=_resolve_device(device)))
+            result.checkpoint = str(out / "runs" / run)
+            write_json(path, result.to_dict())
+        results[task] = json.loads(path.read_text())
+    return results
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    """Run every stage (reusing finished ones) and write results.json and the report."""
+    if cfg.profile not in PROFILES:
+        raise LiftError(f"unknown demo profile {cfg.profile!r}; known: {sorted(PROFILES)}")
+    profile = PROFILES[cfg.profile]
+    out = Path(cfg.out)
+    if cfg.fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "demo-config.json")
+    device = _resolve_device(cfg.device)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    _stage("synth", timings, lambda: _synth(out, profile, cfg.seed))
+    for regime in REGIMES:
+        _stage(f"embed {regime}", timings, lambda r=regime: _embed(out, r, device))
+    summaries: dict[str, dict] = {}
+    for regime in REGIMES:
+        for method in METHODS:
+            run = f"{method}-{regime}"
+            summaries[run] = _stage(f"train {run}", timings,
+                                    lambda m=method, r=regime: _train(out, m, r, profile, cfg.seed))  # fmt: skip
+    evals = {
+        run: _stage(f"eval {run}", timings, lambda r=run: _evaluate(out, r, device)) for run in summaries
+    }
+    timings["total"] = round(time.perf_counter() - started, 2)
+
+    results = collect_results(evals, profile=profile, cfg=cfg, timings=timings, summaries=summaries)
+    write_json(out / "results.json", results)
+    from lift.demo.report import write_report
+
+    paths = _stage("report", timings, lambda: write_report(out, results, device=device))
+    print(f"[lift demo] report: {paths['html']} (markdown: {paths['md']})", file=sys.stderr)
+    return results
+
+
+def _metrics(result: dict) -> dict[str, Any]:
+    """Metrics as fractions in [0, 1] (evaluators report percentages)."""
+    return {k: (v / 100.0 if isinstance(v, (int, float)) else v) for k, v in result["metrics"].items()}
+
+
+def collect_results(
+    evals: dict[str, dict[str, dict]],
+    *,
+    profile: DemoProfile,
+    cfg: DemoConfig,
+    timings: dict[str, float],
+    summaries: dict[str, dict],
+) -> dict[str, Any]:
+    """results.json: `lift`/`clip` hold the short-caption regime (the paper's main setting);
+    `by_regime` holds both regimes, so the report can show how the gap moves with caption length."""
+    by_regime: dict[str, dict[str, dict]] = {}
+    for run, tasks in evals.items():
+        method, regime = run.split("-", 1)
+        by_regime.setdefault(regime, {})[method] = {task: _metrics(r) for task, r in tasks.items()}
+        by_regime[regime][method]["counts"] = {task: r["counts"] for task, r in tasks.items()}
+    return {
+        "lift": by_regime["short"]["lift"],
+        "clip": by_regime["short"]["clip"],
+        "by_regime": by_regime,
+        "timings_s": timings,
+        "training": summaries,
+        "config": {"demo": config_to_dict(cfg), "profile": dataclasses.asdict(profile)},
+    }

@@ -1,0 +1,114 @@
+"""Image-text retrieval (COCO captions, Flickr30K): Recall@1/5/10 in both directions.
+
+Protocols:
+- `first-caption` (the paper's): each image with its first caption only, a 1-to-1 gallery.
+- `all-captions` (the standard one): image->text is a hit if any of the image's captions is in
+  the top k; text->image ranks every caption's image.
+A tie with the ground truth counts as a miss.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from lift.errors import LiftError
+from lift.evaluate import register
+from lift.evaluate.context import EvalContext, make_result
+from lift.evaluate.formats import RetrievalData, read_coco_captions, read_flickr_csv, read_heldout_image_ids
+from lift.evaluate.ranking import chunked_ranks, recall_at
+from lift.evaluate.results import EvalResult
+
+KS = (1, 5, 10)
+FORMATS = {
+    "coco": lambda cfg, policy: read_coco_captions(cfg.annotations, cfg.images, policy),
+    "flickr": lambda cfg, policy: read_flickr_csv(cfg.annotations, cfg.images, cfg.split, policy),
+}
+PROTOCOLS = ("first-caption", "all-captions")
+
+
+@dataclass
+class RetrievalConfig:
+    images: str = ""
+    annotations: str = ""  # COCO captions JSON or flickr_annotations_30k.csv
+    format: str = "coco"
+    protocol: str = "first-caption"
+    split: str | None = "test"  # Flickr30K's split column; COCO's split is the annotation file
+
+
+def gallery(data: RetrievalData, protocol: str) -> tuple[list[str], torch.Tensor, list[torch.Tensor]]:
+    """-> texts, text_to_image LongTensor[T], image_to_texts (LongTensor per image)."""
+    texts: list[str] = []
+    owner: list[int] = []
+    per_image: list[torch.Tensor] = []
+    for i, caps in enumerate(data.captions):
+        caps = caps[:1] if protocol == "first-caption" else caps
+        per_image.append(torch.arange(len(texts), len(texts) + len(caps)))
+        texts += caps
+        owner += [i] * len(caps)
+    return texts, torch.tensor(owner, dtype=torch.long), per_image
+
+
+def _recalls(i2t_ranks: torch.Tensor, t2i_ranks: torch.Tensor) -> dict[str, float]:
+    i2t, t2i = recall_at(i2t_ranks, KS), recall_at(t2i_ranks, KS)
+    return {**{f"i2t_R@{k}": v for k, v in i2t.items()}, **{f"t2i_R@{k}": v for k, v in t2i.items()}}
+
+
+def retrieval_metrics(
+    img: torch.Tensor,
+    txt: torch.Tensor,
+    text_to_image: torch.Tensor,
+    image_to_texts: list[torch.Tensor],
+    heldout: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """img: Tensor[N, D], txt: Tensor[T, D] (normalised) -> i2t_R@k and t2i_R@k in percent.
+
+    heldout: BoolTensor[N] marking images with held-out concepts; their queries (the images and
+    their captions, still ranked against the whole gallery) are also reported as `heldout/...`.
+    """
+    i2t = chunked_ranks(img, txt, image_to_texts)
+    t2i = chunked_ranks(txt, img, text_to_image)
+    metrics = _recalls(i2t, t2i)
+    if heldout is not None and heldout.any():
+        sub = _recalls(i2t[heldout], t2i[heldout[text_to_image]])
+        metrics.update({f"heldout/{k}": v for k, v in sub.items()})
+    return metrics
+
+
+@register("retrieval", RetrievalConfig)
+def evaluate_retrieval(model: Any, cfg: RetrievalConfig, ctx: EvalContext) -> EvalResult:
+    started = time.perf_counter()
+    if cfg.format not in FORMATS:
+        raise LiftError(f"unknown retrieval format {cfg.format!r}; known: {sorted(FORMATS)}")
+    if cfg.protocol not in PROTOCOLS:
+        raise LiftError(f"unknown retrieval protocol {cfg.protocol!r}; known: {list(PROTOCOLS)}")
+    data = FORMATS[cfg.format](cfg, ctx.policy)
+    parse_skipped = ctx.policy.skipped
+    all_texts, all_owner, _ = gallery(data, cfg.protocol)
+    # Texts first: a broken text side fails before minutes of image work.
+    all_txt = ctx.texts(model, all_texts)
+    img, ok = ctx.images(model, data.images, "retrieval images")
+    # An image that could not be read leaves the gallery together with its captions.
+    kept = RetrievalData(
+        images=[p for p, k in zip(data.images, ok) if k],
+        captions=[c for c, k in zip(data.captions, ok) if k],
+        ids=[i for i, k in zip(data.ids, ok) if k],
+    )
+    texts, text_to_image, image_to_texts = gallery(kept, cfg.protocol)
+    counts = {
+        "images": {"n": len(kept.images), "skipped": int((~ok).sum()) + parse_skipped},
+        "texts": {"n": len(texts), "skipped": len(all_texts) - len(texts)},
+    }
+    metrics: dict[str, float] = {}
+    if texts:
+        held_ids = read_heldout_image_ids(cfg.annotations)
+        heldout = None
+        if held_ids is not None:
+            heldout = torch.tensor([i in held_ids for i in kept.ids], dtype=torch.bool)
+            counts["heldout/images"] = {"n": int(heldout.sum()), "skipped": 0}
+            counts["heldout/texts"] = {"n": int(heldout[text_to_image].sum()), "skipped": 0}
+        metrics = retrieval_metrics(img[ok], all_txt[ok[all_owner]], text_to_image, image_to_texts, heldout)
+    return make_result("retrieval", model, cfg, ctx, metrics=metrics, counts=counts, started=started)

@@ -1,0 +1,48 @@
+"""Models: LIFT (vision tower + MLP head) and the CLIP baseline, from named architectures.
+
+cfg = ModelConfig(method="lift", model="vit-tiny", embed_dim=384)
+model = create_model(cfg)
+emb = model.encode_image(images)        # [B, 384], L2-normalised
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from open_clip.tokenizer import SimpleTokenizer
+from torch import nn
+
+from lift.errors import LiftError
+from lift.models.clip_model import ClipModel
+from lift.models.config import METHODS, ModelConfig
+from lift.models.lift_model import LiftModel, build_head
+from lift.models.towers import MODEL_REGISTRY, TowerSpec, get_spec, list_models, register_model
+
+_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {"lift": LiftModel, "clip": ClipModel}
+
+__all__ = [
+    "METHODS",
+    "MODEL_REGISTRY",
+    "ClipModel",
+    "LiftModel",
+    "ModelConfig",
+    "TowerSpec",
+    "build_head",
+    "create_model",
+    "get_spec",
+    "get_tokenizer",
+    "list_models",
+    "register_model",
+]
+
+
+def create_model(config: ModelConfig) -> LiftModel | ClipModel:
+    """Build a freshly initialised model (use torch.manual_seed first for reproducible weights)."""
+    if config.method not in _BUILDERS:
+        raise LiftError(f"unknown method {config.method!r}; known: {', '.join(METHODS)}")
+    return _BUILDERS[config.method](config)
+
+
+def get_tokenizer(config: ModelConfig) -> SimpleTokenizer:
+    """open_clip's BPE tokenizer (bundled vocabulary, no download): tokenizer(list[str]) -> [B, L] int64."""
+    return SimpleTokenizer(context_length=config.text_context_length)

@@ -1,0 +1,66 @@
+"""LIFT: an open_clip ViT (average-pooled, no projection) + an MLP head onto the frozen text space.
+
+The text side is a stored embedding from the frozen encoder, so this module has no text tower.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lift.errors import LiftError
+from lift.losses import get_loss_spec
+from lift.models.base import ContrastiveModelMixin
+from lift.models.config import ModelConfig
+from lift.models.towers import build_vision_trunk, get_spec
+
+
+def build_head(in_dim: int, out_dim: int, *, depth: int, hidden: int | None = None) -> nn.Sequential:
+    """depth 1: Linear; depth k: (Linear, GELU) x (k-1), then Linear. Hidden width defaults to out_dim."""
+    if depth < 1:
+        raise LiftError(f"head_depth must be >= 1, got {depth}")
+    hidden = hidden or out_dim
+    dims = [in_dim] + [hidden] * (depth - 1) + [out_dim]
+    layers: list[nn.Module] = []
+    for i in range(depth):
+        if i:
+            layers.append(nn.GELU())
+        layers.append(nn.Linear(dims[i], dims[i + 1]))
+    return nn.Sequential(*layers)
+
+
+class LiftModel(ContrastiveModelMixin, nn.Module):
+    """`visual` (open_clip ViT, [B, width]) -> `head` (MLP, [B, embed_dim]) vs stored text vectors."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        spec = get_spec(config.model)
+        loss = get_loss_spec(config.loss)
+        self.visual = build_vision_trunk(spec.vision)
+        self.head = build_head(
+            spec.vision.width, config.embed_dim, depth=config.head_depth, hidden=config.head_hidden
+        )
+        self.logit_scale = nn.Parameter(torch.tensor(loss.init_logit_scale))
+        self.logit_bias = (
+            None if loss.init_logit_bias is None else nn.Parameter(torch.tensor(loss.init_logit_bias))
+        )
+        self.set_grad_checkpointing(config.grad_checkpointing)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.visual.set_grad_checkpointing(enable)
+
+    def encode_image(self, images: Tensor, normalize: bool = True) -> Tensor:
+        x = self.head(self.visual(images))  # [B, 3, H, W] -> [B, width] -> [B, embed_dim]
+        return F.normalize(x, dim=-1) if normalize else x
+
+    def encode_text(self, tokens: Tensor, normalize: bool = True) -> Tensor:
+        raise LiftError(
+            "a LIFT model has no text tower: texts are embedded by the frozen encoder "
+            "(use `lift.load(...)`, whose encode_text runs it)"
+        )
+
+    def forward(self, images: Tensor) -> Tensor:
+        """L2-normalised image embeddings [B, embed_dim] (what the loss compares with stored texts)."""
+        return self.encode_image(images, normalize=True)

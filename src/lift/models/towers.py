@@ -1,0 +1,105 @@
+"""Registry of named architectures: the vision tower (shared by LIFT and CLIP) and CLIP's text tower.
+
+Towers are open_clip's own `VisionTransformer` / text transformer built from `CLIPVisionCfg` /
+`CLIPTextCfg`, so weights keep open_clip's layout (`visual.*`) and export to open_clip directly.
+Every vision tower is average-pooled over patch tokens (the paper's choice, not the class token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+from open_clip.transformer import VisionTransformer
+from torch import nn
+
+from lift.errors import LiftError
+
+
+@dataclass(frozen=True)
+class TowerSpec:
+    """A named architecture: the vision tower, and the text tower its CLIP baseline trains."""
+
+    vision: CLIPVisionCfg
+    text: CLIPTextCfg
+    description: str
+
+
+MODEL_REGISTRY: dict[str, Callable[[], TowerSpec]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[[], TowerSpec]], Callable[[], TowerSpec]]:
+    def wrap(fn: Callable[[], TowerSpec]) -> Callable[[], TowerSpec]:
+        MODEL_REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(MODEL_REGISTRY)
+
+
+def get_spec(name: str) -> TowerSpec:
+    if name not in MODEL_REGISTRY:
+        raise LiftError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    return MODEL_REGISTRY[name]()
+
+
+def _spec(
+    layers: int,
+    width: int,
+    heads: int,
+    patch: int,
+    image_size: int,
+    text: tuple[int, int, int],
+    description: str,
+) -> TowerSpec:
+    """A ViT (`heads` of width // heads, average-pooled) and a text tower (layers, width, heads)."""
+    vision = CLIPVisionCfg(
+        layers=layers,
+        width=width,
+        head_width=width // heads,
+        patch_size=patch,
+        image_size=image_size,
+        pool_type="avg",
+    )
+    text_layers, text_width, text_heads = text
+    return TowerSpec(vision, CLIPTextCfg(layers=text_layers, width=text_width, heads=text_heads), description)
+
+
+@register_model("vit-tiny")
+def _vit_tiny() -> TowerSpec:
+    return _spec(
+        4, 128, 4, 8, 64, (4, 128, 4), "CPU default: 4-layer 128-wide ViT, patch 8 at 64 px; text 4 x 128"
+    )
+
+
+@register_model("vit-small")
+def _vit_small() -> TowerSpec:
+    return _spec(6, 256, 4, 8, 64, (6, 256, 4), "6-layer 256-wide ViT, patch 8 at 64 px; text 6 x 256")
+
+
+@register_model("vit-b16")
+def _vit_b16() -> TowerSpec:
+    # The paper's ViT-B/16 (12 x 768, 12 heads) at 224 px; its CLIP text tower is 12 x 512, 8 heads.
+    return _spec(12, 768, 12, 16, 224, (12, 512, 8), "the paper's ViT-B/16 at 224 px; CLIP text 12 x 512")
+
+
+def build_vision_trunk(vision: CLIPVisionCfg) -> VisionTransformer:
+    """open_clip's ViT with average pooling and NO projection: outputs [B, width] (LIFT's head projects)."""
+    visual = VisionTransformer(
+        image_size=vision.image_size,
+        patch_size=vision.patch_size,
+        width=vision.width,
+        layers=vision.layers,
+        heads=vision.width // vision.head_width,
+        mlp_ratio=vision.mlp_ratio,
+        pool_type=vision.pool_type,
+        output_dim=vision.width,
+        act_layer=nn.GELU,
+    )
+    # forward() skips a None projection; the MLP head replaces it.
+    visual.proj = None
+    return visual

@@ -1,0 +1,304 @@
+"""Writing an embedding store: one shard at a time, atomically, resumable, safe under torchrun.
+
+Each shard's files are written to temp names, fsynced and renamed; its small sidecar (rows,
+sizes, checksums) is written last, so a shard counts as done exactly when its sidecar agrees with
+its files. Ranks write disjoint shards and never touch a shared file; one process calls
+`finalize()` once all shards exist, which builds the key index and writes the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lift.atomic import atomic_write, write_json
+from lift.errors import LiftError
+from lift.identity import check_same_encoder
+from lift.store.codecs import get_codec
+from lift.store.format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    HEADER,
+    INDEX_FILES,
+    MANIFEST,
+    OFFSET_DTYPE,
+    SHARD_DIR,
+    check_header,
+    combined_checksum,
+    file_checksum,
+    key_hashes,
+    manifest_checksum,
+    read_json,
+    shard_file_sizes,
+    shard_prefix,
+)
+from lift.store.index import MAX_SORT_ROWS, HashingWriter, build_index
+
+
+def _jsonable(value: Any, what: str) -> Any:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError) as e:
+        raise LiftError(f"store {what} must be JSON-serialisable: {e}") from None
+    return value
+
+
+def _remove_temps(folder: Path, stem: str = "") -> None:
+    """Temp files a killed writer left behind (atomic_write names them `.NAME.XXXX.tmp`)."""
+    if folder.is_dir():
+        for p in folder.glob(f".{stem}*.tmp" if not stem else f".{stem}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+
+class StoreWriter:
+    """Creates a store folder (or checks that an existing one matches) and writes its shards."""
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        *,
+        identity: dict[str, Any],
+        dim: int,
+        dtype: str = "float16",
+        shard_names: list[str],
+        sources: list[str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.root = Path(out_dir)
+        self.codec = get_codec(dtype)
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
+            raise LiftError(f"store dim must be a positive integer, got {dim!r}")
+        names = [str(n) for n in shard_names]
+        if not names:
+            raise LiftError(f"{self.root}: a store needs at least one shard")
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise LiftError(f"{self.root}: shard name {dup!r} is given twice; shard names must be unique")
+        self.identity = dict(_jsonable(identity, "identity"))
+        self.dim, self.dtype, self.shard_names = dim, dtype, names
+        self.sources = list(_jsonable(sources or [], "sources"))
+        self.extra = dict(_jsonable(extra or {}, "extra"))
+        self.header = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "identity": self.identity,
+            "dim": dim,
+            "dtype": dtype,
+            "shard_names": names,
+        }
+        self._open_or_create()
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.shard_names)
+
+    # ---- the store folder -------------------------------------------------------------------------
+
+    def _open_or_create(self) -> None:
+        header_path = self.root / HEADER
+        if self.root.exists() and not self.root.is_dir():
+            raise LiftError(f"{self.root}: exists and is not a folder")
+        entries = [p.name for p in self.root.iterdir()] if self.root.is_dir() else []
+        if HEADER in entries:
+            self._check_matches(read_json(header_path, "store header"))
+        else:
+            # another rank may be creating the same store right now: its temp header is no conflict
+            others = [e for e in entries if not e.startswith(f".{HEADER}.")]
+            if others:
+                raise LiftError(
+                    f"{self.root}: folder is not empty and is not a lift embedding store "
+                    f"(found {', '.join(sorted(others)[:3])}); choose an empty or new folder"
+                )
+            write_json(header_path, self.header)  # same content from every rank: last rename wins
+        (self.root / SHARD_DIR).mkdir(exist_ok=True)
+
+    def _check_matches(self, found: dict[str, Any]) -> None:
+        where = self.root / HEADER
+        check_header(found, where)
+        check_same_encoder(
+            self.identity,
+            found.get("identity") or {},
+            expected_from="this job",
+            found_from=f"store {self.root}",
+        )
+        for key in ("dim", "dtype"):
+            if found.get(key) != self.header[key]:
+                raise LiftError(
+                    f"{self.root}: the store has {key}={found.get(key)!r} but this job writes "
+                    f"{key}={self.header[key]!r}; use a new output folder or the store's settings"
+                )
+        theirs = found.get("shard_names")
+        if theirs != self.shard_names:
+            if not isinstance(theirs, list) or len(theirs) != len(self.shard_names):
+                detail = f"{len(theirs) if isinstance(theirs, list) else '?'} shards in the store, {self.num_shards} in this job"
+            else:
+                i = next(i for i, (a, b) in enumerate(zip(theirs, self.shard_names)) if a != b)
+                detail = f"shard {i} is {theirs[i]!r} in the store and {self.shard_names[i]!r} in this job"
+            raise LiftError(
+                f"{self.root}: shard_names differ ({detail}); the inputs changed since the store began"
+            )
+
+    # ---- shards -----------------------------------------------------------------------------------
+
+    def _prefix(self, i: int) -> str:
+        if not isinstance(i, (int, np.integer)) or not 0 <= i < self.num_shards:
+            raise LiftError(f"{self.root}: shard index {i!r} out of range (0..{self.num_shards - 1})")
+        return shard_prefix(int(i), self.num_shards)
+
+    def _sidecar_path(self, i: int) -> Path:
+        return self.root / f"{self._prefix(i)}.json"
+
+    def _done_entry(self, i: int, deep: bool = False) -> dict[str, Any] | None:
+        """Shard i's manifest entry if its sidecar and files agree, else None."""
+        path = self._sidecar_path(i)
+        if not path.exists():
+            return None
+        try:
+            side = read_json(path, "shard sidecar")
+            entry = side["shard"]
+            if (side.get("index"), side.get("dim"), side.get("dtype")) != (i, self.dim, self.dtype):
+                return None
+            if entry["name"] != self.shard_names[i] or entry["path"] != self._prefix(i):
+                return None
+            expected = shard_file_sizes(entry["rows"], self.dim, self.dtype, entry["files"]["keys"]["bytes"])
+            if set(entry["files"]) != set(expected):
+                return None
+            for ext, size in expected.items():
+                f = self.root / f"{entry['path']}.{ext}"
+                if entry["files"][ext]["bytes"] != size or not f.exists() or f.stat().st_size != size:
+                    return None
+                if deep and file_checksum(f) != entry["files"][ext]["blake2b"]:
+                    return None
+        except (LiftError, KeyError, TypeError):
+            return None
+        return entry
+
+    def is_done(self, i: int, *, deep: bool = False) -> bool:
+        """Shard i was completely written: its sidecar exists and every file has the recorded size.
+
+        `deep=True` also recomputes the checksums (reads the whole shard).
+        """
+        return self._done_entry(i, deep) is not None
+
+    def _check_shard_input(
+        self, i: int, keys: list[str], embeddings: np.ndarray, skipped: int
+    ) -> list[bytes]:
+        name = f"{self.root} shard {i} ({self.shard_names[i]})"
+        emb = np.asarray(embeddings)
+        if emb.ndim != 2 or emb.shape[1] != self.dim:
+            raise LiftError(f"{name}: embeddings have shape {emb.shape}, expected (N, {self.dim})")
+        if emb.shape[0] != len(keys):
+            raise LiftError(f"{name}: {len(keys)} keys but {emb.shape[0]} embeddings")
+        if not isinstance(skipped, (int, np.integer)) or skipped < 0:
+            raise LiftError(f"{name}: skipped must be a count >= 0, got {skipped!r}")
+        bad = np.flatnonzero(~np.isfinite(emb).all(axis=1))
+        if bad.size:
+            raise LiftError(f"{name}: embedding of key {keys[bad[0]]!r} (row {bad[0]}) is not finite")
+        encoded = []
+        for row, key in enumerate(keys):
+            if not isinstance(key, str) or not key:
+                raise LiftError(f"{name} row {row}: key {key!r} is not a non-empty string")
+            try:
+                encoded.append(key.encode("utf-8"))
+            except UnicodeEncodeError:
+                raise LiftError(f"{name} row {row}: key {key!r} is not valid unicode") from None
+        if len(set(encoded)) != len(encoded):
+            seen: set[bytes] = set()
+            dup = next(k for k in encoded if k in seen or seen.add(k))
+            raise LiftError(f"{name}: duplicate key {dup.decode()!r}; keys must be unique within a store")
+        return encoded
+
+    def write_shard(self, i: int, keys: list[str], embeddings: np.ndarray, skipped: int = 0) -> None:
+        """Write shard i (replacing any earlier version of it): keys (N,), embeddings (N, dim) float32."""
+        prefix = self._prefix(i)
+        keys = list(keys)
+        encoded = self._check_shard_input(i, keys, embeddings, skipped)
+        # a rewrite must first un-finish the shard (and the store), so a kill mid-way never leaves a
+        # sidecar or manifest describing bytes that are no longer there
+        for stale in (self._sidecar_path(i), self.root / MANIFEST):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        stem = prefix.split("/")[-1]
+        _remove_temps(self.root / SHARD_DIR, stem)
+
+        codes, scales = self.codec.encode(np.asarray(embeddings, dtype=np.float32))
+        lengths = np.fromiter((len(k) for k in encoded), dtype=np.int64, count=len(encoded))
+        arrays: dict[str, np.ndarray | bytes] = {"emb": codes}
+        if scales is not None:
+            arrays["scale"] = scales
+        arrays["keys"] = b"".join(encoded)
+        arrays["koff"] = np.concatenate([[0], np.cumsum(lengths)]).astype(OFFSET_DTYPE)
+        arrays["khash"] = key_hashes(encoded)
+        files = {}
+        for ext, data in arrays.items():
+            with atomic_write(self.root / f"{prefix}.{ext}") as f:
+                w = HashingWriter(f)
+                w.write(data)
+            files[ext] = w.record()
+        entry = {
+            "name": self.shard_names[i],
+            "path": prefix,
+            "rows": len(keys),
+            "skipped": int(skipped),
+            "checksum": combined_checksum(files),
+            "files": files,
+        }
+        side = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "index": int(i), "dim": self.dim}
+        write_json(self._sidecar_path(i), {**side, "dtype": self.dtype, "shard": entry})
+
+    # ---- completing the store ---------------------------------------------------------------------
+
+    def _reusable_index(self, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The existing manifest's index when the shards are unchanged since it was built."""
+        try:
+            old = read_json(self.root / MANIFEST, "manifest")
+            if old.get("manifest_checksum") != manifest_checksum(old) or old.get("shards") != entries:
+                return None
+            files = old["index"]["files"]
+            if all((self.root / n).stat().st_size == files[n]["bytes"] for n in INDEX_FILES):
+                return old["index"]
+        except (LiftError, OSError, KeyError, TypeError):
+            pass
+        return None
+
+    def finalize(self, *, max_sort_rows: int = MAX_SORT_ROWS) -> dict[str, Any]:
+        """Build the key index and write manifest.json once every shard exists; returns the manifest."""
+        self._check_matches(read_json(self.root / HEADER, "store header"))  # another rank may differ
+        entries = [self._done_entry(i) for i in range(self.num_shards)]
+        missing = [self.shard_names[i] for i, e in enumerate(entries) if e is None]
+        if missing:
+            shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+            raise LiftError(
+                f"{self.root}: cannot finalize, {len(missing)} of {self.num_shards} shards are not written: {shown}"
+            )
+        index = self._reusable_index(entries) or {
+            "files": build_index(
+                self.root, [(e["path"], e["rows"]) for e in entries], max_sort_rows=max_sort_rows
+            )
+        }
+        manifest: dict[str, Any] = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "complete": True,
+            "identity": self.identity,
+            "dim": self.dim,
+            "dtype": self.dtype,
+            "rows": sum(e["rows"] for e in entries),
+            "skipped": sum(e["skipped"] for e in entries),
+            "num_shards": self.num_shards,
+            "shards": entries,
+            "index": index,
+            "sources": self.sources,
+            "extra": self.extra,
+        }
+        manifest["manifest_checksum"] = manifest_checksum(manifest)
+        _remove_temps(self.root)
+        _remove_temps(self.root / SHARD_DIR)
+        write_json(self.root / MANIFEST, manifest)
+        return manifest

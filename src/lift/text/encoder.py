@@ -1,0 +1,304 @@
+"""The frozen text encoder: any local Hugging Face model folder, a pooling, and fast batched encoding.
+
+enc = TextEncoder.from_pretrained("default")            # or a folder; offline, never a hub
+vectors = enc.encode(["a red cube", "two dogs"])        # Tensor [2, enc.dim] float32 on CPU
+enc.identity                                            # recorded in stores and checkpoints
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import transformers
+from packaging.version import Version
+
+from lift.errors import LiftError
+from lift.identity import check_same_encoder
+from lift.text.batching import dedup, plan_batches
+from lift.text.default import resolve_encoder_path
+from lift.text.pooling import MODEL, POOLINGS, is_decoder, resolve_pooling
+from lift.text.weights import weights_sha256
+
+# transformers renamed torch_dtype to dtype in 4.56
+_DTYPE_ARG = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+WINDOW_BATCHES = 64  # texts are length-sorted within windows of this many batches
+_IGNORED_MISSING = ("pooler.",)  # heads AutoModel adds but embedding models never use
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """transformers draws a progress bar per weight load; a job that loads once needs none."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _load(what: str, path: Path, fn: Callable[[], Any]) -> Any:
+    try:
+        with _quiet_loading():
+            return fn()
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, ImportError) as e:
+        raise LiftError(f"{path}: cannot load the {what} of this model folder: {_first_line(e)}") from None
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise LiftError(f"--device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
+
+
+def _resolve_append_eos(append_eos: bool | None, pooling: str, tokenizer: Any) -> bool:
+    """Default: append EOS for last-token pooling when the tokenizer does not already end with it,
+    because LLM embedders are trained to read the whole text into the final EOS state."""
+    eos = tokenizer.eos_token_id
+    if append_eos is None:
+        if pooling != "last" or eos is None:
+            return False
+        ids = tokenizer("a")["input_ids"]
+        return not ids or ids[-1] != eos
+    if append_eos and eos is None:
+        raise LiftError("--append-eos: this tokenizer has no EOS token")
+    return bool(append_eos)
+
+
+class TextEncoder:
+    """A frozen model + tokenizer + pooling. Build it with `from_pretrained` or `from_identity`."""
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        model: Any,
+        tokenizer: Any,
+        pooling: str,
+        max_length: int,
+        instruction: str,
+        normalize: bool,
+        append_eos: bool,
+        device: torch.device,
+        batch_size: int,
+    ) -> None:
+        self.path, self.model, self.tokenizer = path, model, tokenizer
+        self.pooling, self.max_length, self.instruction = pooling, max_length, instruction
+        self.normalize, self.append_eos = normalize, append_eos
+        self.device, self.batch_size = device, batch_size
+        # with left padding, positions must count real tokens only, else absolute-position models
+        # (GPT-2) see each text shifted by its padding
+        self._pass_positions = tokenizer.padding_side == "left" and (
+            "position_ids" in inspect.signature(model.forward).parameters
+        )
+        self._weights_sha256: str | None = None
+        self.dim = int(self._encode_unique(["a"], 1).shape[1])
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_default: str | os.PathLike = "default",
+        *,
+        pooling: str = "auto",
+        max_length: int = 77,
+        instruction: str = "",
+        normalize: bool = True,
+        append_eos: bool | None = None,
+        dtype: str = "float32",
+        device: str = "auto",
+        batch_size: int = 128,
+        trust_remote_code: bool = False,
+    ) -> TextEncoder:
+        """Load a local model folder ("default": the packaged all-MiniLM-L6-v2), offline."""
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        path = resolve_encoder_path(path_or_default)
+        if dtype not in DTYPES:
+            raise LiftError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if not isinstance(max_length, int) or max_length < 2:
+            raise LiftError(f"--max-tokens must be an integer >= 2, got {max_length!r}")
+        if batch_size < 1:
+            raise LiftError(f"--batch-size must be >= 1, got {batch_size}")
+        if pooling == MODEL and not trust_remote_code:
+            raise LiftError(
+                f"{path}: --pooling model runs the model's own code; pass --trust-remote-code to allow it"
+            )
+        remote = {"local_files_only": True, "trust_remote_code": trust_remote_code}
+        config = _load("config", path, lambda: AutoConfig.from_pretrained(path, **remote))
+        pooling = resolve_pooling(pooling, path, config)
+        tokenizer = _load("tokenizer", path, lambda: AutoTokenizer.from_pretrained(path, **remote))
+        if tokenizer.pad_token_id is None:  # decoder LLMs often have none; the mask hides pads anyway
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+            if tokenizer.pad_token_id is None:
+                raise LiftError(f"{path}: the tokenizer has no pad, EOS or unknown token to pad batches with")
+        dev = resolve_device(device)
+        model, info = _load(
+            "weights",
+            path,
+            lambda: AutoModel.from_pretrained(
+                path, **{_DTYPE_ARG: DTYPES[dtype]}, output_loading_info=True, **remote
+            ),
+        )
+        missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(_IGNORED_MISSING))
+        if missing:
+            raise LiftError(
+                f"{path}: the weights do not match the model config ({len(missing)} missing, e.g. {missing[0]!r}); "
+                "the folder would give randomly initialised embeddings"
+            )
+        return cls(
+            path=path,
+            model=model.to(dev).eval(),
+            tokenizer=tokenizer,
+            pooling=pooling,
+            max_length=max_length,
+            instruction=instruction,
+            normalize=normalize,
+            append_eos=_resolve_append_eos(append_eos, pooling, tokenizer),
+            device=dev,
+            batch_size=batch_size,
+        )
+
+    @classmethod
+    def from_identity(cls, identity: dict[str, Any], path: str | os.PathLike, **runtime: Any) -> TextEncoder:
+        """Rebuild the encoder an identity describes from `path`, and check its weights are the same."""
+        settings = {k: identity[k] for k in ("pooling", "max_length", "instruction", "normalize", "append_eos")
+                    if k in identity}  # fmt: skip
+        enc = cls.from_pretrained(path, **settings, **runtime)
+        check_same_encoder(
+            identity, enc.identity, expected_from="the recorded text encoder", found_from=str(path)
+        )
+        return enc
+
+    @property
+    def is_decoder(self) -> bool:
+        return is_decoder(self.model.config)
+
+    @property
+    def weights_sha256(self) -> str:
+        if self._weights_sha256 is None:
+            self._weights_sha256 = weights_sha256(self.path)
+        return self._weights_sha256
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Everything that decides the vectors; never the local path, so a moved folder still matches."""
+        return {
+            "name": self.path.name,
+            "weights_sha256": self.weights_sha256,
+            "pooling": self.pooling,
+            "max_length": self.max_length,
+            "instruction": self.instruction,
+            "normalize": self.normalize,
+            "append_eos": self.append_eos,
+            "dim": self.dim,
+        }
+
+    # ---- encoding ---------------------------------------------------------------------------------
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text, truncated to max_length (EOS included when appended), unpadded."""
+        prefixed = [self.instruction + t for t in texts] if self.instruction else list(texts)
+        limit = self.max_length - int(self.append_eos)
+        ids = self.tokenizer(prefixed, truncation=True, max_length=limit, return_attention_mask=False)[
+            "input_ids"
+        ]
+        if self.append_eos:
+            ids = [x + [self.tokenizer.eos_token_id] for x in ids]
+        return ids
+
+    def _pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, T] input ids and mask, padded to the longest in the batch on the tokenizer's side."""
+        width = max(len(x) for x in ids)
+        tokens = np.full((len(ids), width), self.tokenizer.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        left = self.tokenizer.padding_side == "left"
+        for row, x in enumerate(ids):
+            span = slice(width - len(x), width) if left else slice(0, len(x))
+            tokens[row, span] = x
+            mask[row, span] = 1
+        return torch.from_numpy(tokens).to(self.device), torch.from_numpy(mask).to(self.device)
+
+    def _forward(self, ids: list[list[int]], texts: list[str]) -> torch.Tensor:
+        """[B, dim] float32 vectors for one batch."""
+        if self.pooling == MODEL:
+            vec = self.model.encode(texts, instruction=self.instruction, max_length=self.max_length)
+        else:
+            tokens, mask = self._pad(ids)
+            kwargs = {"input_ids": tokens, "attention_mask": mask}
+            if self._pass_positions:
+                kwargs["position_ids"] = (mask.cumsum(1) - 1).clamp(min=0)
+            out = self.model(**kwargs)
+            hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]  # [B, T, D]
+            vec = POOLINGS[self.pooling](hidden, mask)
+        vec = torch.as_tensor(vec).float()
+        return F.normalize(vec, dim=-1) if self.normalize else vec
+
+    def _encode_unique(
+        self, texts: list[str], batch_size: int, progress: Callable[[int], Any] | None = None
+    ) -> torch.Tensor:
+        window = batch_size * WINDOW_BATCHES
+        out: torch.Tensor | None = None
+        with torch.inference_mode():
+            for start in range(0, len(texts), window):
+                chunk = texts[start : start + window]
+                ids = self.tokenize(chunk)
+                for idx in plan_batches([len(x) for x in ids], batch_size, window):
+                    vec = self._forward([ids[j] for j in idx], [chunk[j] for j in idx]).cpu()
+                    if out is None:
+                        out = torch.empty(len(texts), vec.shape[1])
+                    out[torch.from_numpy(start + idx)] = vec
+                    if progress is not None:
+                        progress(len(idx))
+        return out if out is not None else torch.empty(0, getattr(self, "dim", 0))
+
+    def encode(
+        self, texts: Sequence[str], *, batch_size: int | None = None, progress: Any = False
+    ) -> torch.Tensor:
+        """[N, dim] float32 on CPU, in input order; each distinct text is embedded once.
+
+        `progress`: True for a tqdm bar, or a callable given the number of texts done per batch.
+        """
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise LiftError(f"text {i} is {type(t).__name__}, not a string")
+        unique, inverse = dedup(texts)
+        bar = None
+        if progress is True:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(unique), unit="text", desc="embedding", dynamic_ncols=True)
+            progress = bar.update
+        try:
+            vectors = self._encode_unique(unique, batch_size or self.batch_size, progress or None)
+        finally:
+            if bar is not None:
+                bar.close()
+        return vectors[torch.from_numpy(inverse)]
+
+
+def encoder_identity(path: str | os.PathLike, *, like: dict[str, Any]) -> dict[str, Any]:
+    """The identity the folder at `path` would have with `like`'s settings, without loading the model.
+
+    Checks name and weights (the settings come from `like`); use `TextEncoder.from_identity` to check all.
+    """
+    folder = resolve_encoder_path(path)
+    return {**like, "name": folder.name, "weights_sha256": weights_sha256(folder)}

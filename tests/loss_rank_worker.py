@@ -1,0 +1,33 @@
+"""One rank of the 2-process loss test (its own module: spawned children import only torch and lift)."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from lift.losses import create_loss
+
+
+def features(n: int = 8, d: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    img = F.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=-1)
+    txt = F.normalize(img + 0.5 * torch.randn(n, d, generator=g, dtype=torch.float64), dim=-1)
+    return img, txt
+
+
+def rank_worker(rank: int, world: int, init: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    img, txt = features(n=4 * world, seed=1)
+    b = img.shape[0] // world
+    results = {}
+    for name, scale, bias in (("infonce", 2.0, None), ("siglip", 2.3, -10.0)):
+        i = img[rank * b : (rank + 1) * b].clone().requires_grad_()
+        t = txt[rank * b : (rank + 1) * b].clone().requires_grad_()
+        s = torch.tensor(scale, dtype=torch.float64)
+        bias_t = None if bias is None else torch.tensor(bias, dtype=torch.float64)
+        loss = create_loss(name, world_size=world, rank=rank)(i, t, s, bias_t)
+        loss.backward()
+        results[name] = (loss.detach(), i.grad, t.grad)
+    torch.save(results, f"{out}.{rank}")
+    dist.destroy_process_group()
