@@ -89,6 +89,14 @@ def test_logit_init_per_loss() -> None:
     assert sig.logit_scale.item() == pytest.approx(math.log(10)) and sig.logit_bias.item() == -10.0
 
 
+@pytest.mark.parametrize("method", ["lift", "clip"])
+def test_init_temperature_overrides_the_loss_default(method: str) -> None:
+    model = create_model(ModelConfig(method=method, embed_dim=EMBED, init_temperature=0.02))
+    assert model.logit_scale.exp().item() == pytest.approx(50.0)
+    with pytest.raises(LiftError, match="init_temperature"):
+        create_model(ModelConfig(method=method, embed_dim=EMBED, init_temperature=0.005))
+
+
 def test_clamp_logit_scale() -> None:
     model = create_model(ModelConfig(embed_dim=EMBED))
     with torch.no_grad():

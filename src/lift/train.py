@@ -65,6 +65,7 @@ class TrainConfig:
     warmup: int | None = None  # None: min(500, total_steps // 10)
     accum_steps: int = 1
     loss: str = "infonce"
+    init_temperature: float | None = None  # None: the loss's default (0.07 for infonce)
     head_depth: int = 2
     embed_dim: int | None = None  # LIFT: the store's dim; CLIP: 512 when None
     text_context_length: int = 77
@@ -125,7 +126,8 @@ def _model_config(cfg: TrainConfig, dim: int | None) -> Any:
 
     return ModelConfig(
         method=cfg.method, model=cfg.model, embed_dim=dim or cfg.embed_dim or 512, head_depth=cfg.head_depth,
-        loss=cfg.loss, text_context_length=cfg.text_context_length, grad_checkpointing=cfg.grad_checkpointing,
+        loss=cfg.loss, init_temperature=cfg.init_temperature, text_context_length=cfg.text_context_length,
+        grad_checkpointing=cfg.grad_checkpointing,
     )  # fmt: skip
 
 

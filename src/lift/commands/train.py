@@ -42,6 +42,7 @@ _HELP = {
     "warmup": "warm-up steps (default: min(500, steps/10))",
     "accum_steps": "compute each batch in this many micro-batches (same loss and gradient, less memory)",
     "loss": "infonce, siglip or cosine",
+    "init_temperature": "initial softmax temperature (logit scale 1/T, learnable; 0.07 is CLIP's)",
     "head_depth": "LIFT head MLP depth",
     "embed_dim": "LIFT: must equal the store's dim (default: it); CLIP: the joint dim (default 512)",
     "text_context_length": "CLIP tokenizer length",

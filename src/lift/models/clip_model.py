@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lift.losses import get_loss_spec
-from lift.models.base import ContrastiveModelMixin
+from lift.models.base import ContrastiveModelMixin, initial_logit_scale
 from lift.models.config import ModelConfig
 from lift.models.towers import get_spec
 
@@ -31,7 +31,7 @@ class ClipModel(ContrastiveModelMixin, open_clip.CLIP):
             embed_dim=config.embed_dim,
             vision_cfg=spec.vision,
             text_cfg=text,
-            init_logit_scale=loss.init_logit_scale,
+            init_logit_scale=initial_logit_scale(loss.init_logit_scale, config.init_temperature),
             init_logit_bias=loss.init_logit_bias,
         )
         self.config = config

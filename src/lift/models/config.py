@@ -16,6 +16,8 @@ class ModelConfig:
     head_depth / head_hidden: LIFT's MLP head (1 = Linear; 2 = Linear, GELU, Linear); hidden
         width defaults to embed_dim, as in the paper. CLIP keeps open_clip's linear projection.
     loss: decides the logit scale/bias init (SigLIP: scale ln(10), bias -10; else ln(1/0.07)).
+    init_temperature: overrides the loss's initial temperature T (logit scale starts at 1/T, then
+        learns); must be in [0.01, 1] because the scale is clamped to [1, 100].
     """
 
     method: str = "lift"
@@ -24,5 +26,6 @@ class ModelConfig:
     head_depth: int = 2
     head_hidden: int | None = None
     loss: str = "infonce"
+    init_temperature: float | None = None
     text_context_length: int = 77
     grad_checkpointing: bool = False

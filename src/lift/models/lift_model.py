@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from lift.errors import LiftError
 from lift.losses import get_loss_spec
-from lift.models.base import ContrastiveModelMixin
+from lift.models.base import ContrastiveModelMixin, initial_logit_scale
 from lift.models.config import ModelConfig
 from lift.models.towers import build_vision_trunk, get_spec
 
@@ -42,7 +42,9 @@ class LiftModel(ContrastiveModelMixin, nn.Module):
         self.head = build_head(
             spec.vision.width, config.embed_dim, depth=config.head_depth, hidden=config.head_hidden
         )
-        self.logit_scale = nn.Parameter(torch.tensor(loss.init_logit_scale))
+        self.logit_scale = nn.Parameter(
+            torch.tensor(initial_logit_scale(loss.init_logit_scale, config.init_temperature))
+        )
         self.logit_bias = (
             None if loss.init_logit_bias is None else nn.Parameter(torch.tensor(loss.init_logit_bias))
         )
