@@ -15,9 +15,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import sys
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -86,25 +83,6 @@ def naive_encode(enc: TextEncoder, texts: list[str], batch_size: int) -> torch.T
     return torch.cat(out)
 
 
-def _time_interleaved(
-    methods: dict[str, Callable[[], torch.Tensor]], n: int, repeats: int
-) -> dict[str, tuple]:
-    """{name: (captions/s, vectors)}, best of `repeats` rounds; rounds interleave the methods so a
-    burst of load from other processes does not land on one method only."""
-    best = dict.fromkeys(methods, float("inf"))
-    vectors: dict[str, torch.Tensor] = {}
-    for r in range(repeats):
-        for name, fn in methods.items():
-            start = time.perf_counter()
-            vectors[name] = fn()
-            seconds = time.perf_counter() - start
-            best[name] = min(best[name], seconds)
-            print(
-                f"[bench embed] round {r}: {name} {n / seconds:.1f} captions/s", file=sys.stderr, flush=True
-            )
-    return {name: (n / best[name], vectors[name]) for name in methods}
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=2000, help="captions to embed")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -125,6 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> dict:
     import torch
 
+    from lift.bench.timing import best_of_interleaved
     from lift.text import TextEncoder
 
     texts = make_captions(args.n, dup_fraction=args.dup_fraction)
@@ -141,7 +120,12 @@ def run(args: argparse.Namespace) -> dict:
         ).cpu()
         model.encode(texts[:16])  # warm-up: first calls allocate
     enc.encode(texts[:16])
-    timed = _time_interleaved(methods, args.n, args.repeats)
+    timed = {
+        name: (args.n / seconds, vectors)
+        for name, (seconds, vectors) in best_of_interleaved(
+            methods, repeats=args.repeats, count=args.n, unit="captions", label="embed"
+        ).items()
+    }
     (ours_per_s, ours), (naive_per_s, naive) = timed["ours"], timed["naive"]
     result = {
         "n": args.n,

@@ -1,14 +1,16 @@
 """SugarCrepe-format evaluation two ways with one checkpoint, side by side: ours (each distinct
 image and caption embedded once, in batches, through the text cache) and the reference way (per
-pair, as the official script: open the image, one image forward pass, one text forward pass for its
-positive and negative caption, texts re-embedded every time).
+pair, as the official SugarCrepe script and LIFT's reference implementation do it: open the image,
+then one forward pass for the image, one for the positive caption and one for the negative, texts
+re-embedded every time).
 
 The pairs are `lift synth`'s SugarCrepe split (written to a temp folder). The checkpoint is a LIFT
 vit-tiny with random weights (speed does not depend on training) saved and loaded back with
 `lift.load`, so its text side is the real frozen encoder (default: all-MiniLM-L6-v2): the text cost
 is real, which is what batching saves. `ours_per_s` uses a cold (fresh) cache; `warm_per_s` reruns
 ours with the cache filled, the case of every checkpoint after the first of a LIFT run, whose text
-encoder never changes.
+encoder never changes. Ours and the reference alternate for `--repeats` rounds and each keeps its
+best round, so load from other processes does not land on one side only.
 
 Examples:
   lift bench eval --json
@@ -18,10 +20,9 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import json
 import math
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", type=int, default=1000, help="at least this many pairs (default 1000)")
     parser.add_argument("--batch-size", type=int, default=64, help="images/texts per pass (64: fast on CPU)")
     parser.add_argument("--device", default="cpu")
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds; each side's best counts")
 
 
 def make_pairs(out: Path, pairs: int) -> Path:
@@ -71,7 +69,7 @@ def bench_checkpoint(run_dir: Path, device: str) -> Any:
 
 
 def reference_accuracy(model: Any, folder: Path, device: str) -> tuple[dict[str, float], int]:
-    """The official script's way: per pair, open and embed the image, embed both captions again."""
+    """The official script's way: per pair, open and embed the image, then each caption on its own."""
     import torch
     from PIL import Image
 
@@ -89,16 +87,16 @@ def reference_accuracy(model: Any, folder: Path, device: str) -> tuple[dict[str,
                 with Image.open(folder / "images" / it.filename) as im:
                     pixels = model.preprocess(im.convert("RGB"))[None].to(device)
                 img = model.encode_image(pixels, normalize=True).float().cpu()  # [1, D]
-                txt = (
-                    model.encode_text([it.caption, it.negative_caption], normalize=True).float().cpu()
-                )  # [2, D]
-                correct += int(pair_correct(img, txt[:1], txt[1:]))
+                pos = model.encode_text([it.caption], normalize=True).float().cpu()  # [1, D]
+                neg = model.encode_text([it.negative_caption], normalize=True).float().cpu()  # [1, D]
+                correct += int(pair_correct(img, pos, neg))
             accs[subset] = 100.0 * correct / len(items)
             n += len(items)
     return accs, n
 
 
 def run(args: argparse.Namespace) -> dict:
+    from lift.bench.timing import best_of_interleaved
     from lift.evaluate import EvalContext, run_evaluator
     from lift.evaluate.results import SUGARCREPE_SUBSETS
     from lift.evaluate.text_cache import TextEmbeddingCache
@@ -107,31 +105,35 @@ def run(args: argparse.Namespace) -> dict:
         folder = make_pairs(Path(tmp) / "world", args.pairs)
         model = bench_checkpoint(Path(tmp) / "run", args.device)
         cfg = {"annotations": str(folder), "images": str(folder / "images")}
-        cache = TextEmbeddingCache(Path(tmp) / "cache.sqlite")
+        caches: list[TextEmbeddingCache] = []
 
-        def ours() -> tuple[Any, float]:
+        def ours(cache: TextEmbeddingCache | None = None) -> Any:
+            if cache is None:  # a cold run: a fresh, empty cache
+                cache = TextEmbeddingCache(Path(tmp) / f"cache-{len(caches)}.sqlite")
+                caches.append(cache)
             ctx = EvalContext(device=args.device, batch_size=args.batch_size, cache=cache, progress=False)
-            t0 = time.perf_counter()
-            result = run_evaluator("sugarcrepe", model, cfg, ctx=ctx)
-            return result, time.perf_counter() - t0
+            return run_evaluator("sugarcrepe", model, cfg, ctx=ctx)
 
         model.encode_text(["warm-up"])  # opens the frozen encoder once, outside both timings
-        _log("bench eval: ours (cold cache)...")
-        cold, cold_s = ours()
-        _log("bench eval: ours (warm cache)...")
-        warm, warm_s = ours()
-        _log("bench eval: reference (one pair per forward pass)...")
-        t0 = time.perf_counter()
-        ref_acc, pairs = reference_accuracy(model, folder, args.device)
-        ref_s = time.perf_counter() - t0
-        cache.close()
+        pairs = sum(len(json.loads((folder / f"{s}.json").read_text())) for s in SUGARCREPE_SUBSETS)
+        timing = {"repeats": args.repeats, "count": pairs, "unit": "pairs", "label": "eval"}
+        timed = best_of_interleaved(
+            {"ours": ours, "reference": lambda: reference_accuracy(model, folder, args.device)}, **timing
+        )
+        (cold_s, cold), (ref_s, (ref_acc, ref_pairs)) = timed["ours"], timed["reference"]
+        warm_s, warm = best_of_interleaved({"warm": lambda: ours(caches[-1])}, **timing)["warm"]
+        for cache in caches:
+            cache.close()
     ours_acc = {s: cold.metrics[s] for s in SUGARCREPE_SUBSETS}
+    if ref_pairs != pairs or sum(cold.counts[s]["n"] for s in SUGARCREPE_SUBSETS) != pairs:
+        raise RuntimeError(f"bench eval: the two ways scored different pair counts ({pairs} vs {ref_pairs})")
     return {
         "pairs": pairs,
         "unique_images": cold.notes["unique_images"],
         "unique_texts": cold.notes["unique_texts"],
         "device": args.device,
         "batch_size": args.batch_size,
+        "repeats": args.repeats,
         "ours_s": round(cold_s, 3),
         "reference_s": round(ref_s, 3),
         "ours_per_s": round(pairs / cold_s, 1),
