@@ -27,10 +27,22 @@ REGIMES = {"short": "org_caption", "long": "re_caption"}  # caption regime -> pa
 
 @dataclass
 class MethodSettings:
-    """Per-method optimiser settings: each method gets its own tuned values at the same budget."""
+    """One run's optimiser settings: each method gets its own tuned values at the same budget."""
 
     lr: float
+    temperature: float | None = None  # initial softmax temperature (learnable); None: 0.07
     warmup: int | None = None
+
+
+def tuned_settings() -> dict[str, MethodSettings]:
+    """Per run (method-regime): chosen by `python -m lift.demo.tune` on seeds 1 and 2, never on the
+    demo's own seed 0 (the grid, the scores and the choice are in docs/demo.md)."""
+    return {
+        "lift-short": MethodSettings(lr=1e-3),
+        "clip-short": MethodSettings(lr=1e-3),
+        "lift-long": MethodSettings(lr=1e-3),
+        "clip-long": MethodSettings(lr=1e-3),
+    }
 
 
 @dataclass
@@ -43,9 +55,7 @@ class DemoProfile:
     model: str = "vit-tiny"
     batch_size: int = 128
     epochs: float = 6.0
-    # Chosen on the developer's own seeds (see docs/demo.md); recorded in every results.json.
-    lift: MethodSettings = field(default_factory=lambda: MethodSettings(lr=1e-3))
-    clip: MethodSettings = field(default_factory=lambda: MethodSettings(lr=1e-3))
+    settings: dict[str, MethodSettings] = field(default_factory=tuned_settings)
     retrieval_examples: int = 3
 
 
@@ -73,7 +83,7 @@ def _stage(name: str, timings: dict[str, float], fn: Callable[[], Any]) -> Any:
     return result
 
 
-def _synth(out: Path, profile: DemoProfile, seed: int) -> dict:
+def synth_world(out: Path, profile: DemoProfile, seed: int) -> dict:
     from lift.data.synth import SynthConfig, generate_world
 
     cfg = SynthConfig(seed=seed, image_size=profile.image_size, train_size=profile.train_size,
@@ -81,7 +91,7 @@ def _synth(out: Path, profile: DemoProfile, seed: int) -> dict:
     return generate_world(out / "world", cfg, workers=2)
 
 
-def _embed(out: Path, regime: str, device: str) -> Path:
+def embed_regime(out: Path, regime: str, device: str) -> Path:
     from lift.embed import embed_captions
 
     store = out / "stores" / regime
@@ -96,20 +106,24 @@ def _embed(out: Path, regime: str, device: str) -> Path:
     return store
 
 
-def _train(out: Path, method: str, regime: str, profile: DemoProfile, seed: int) -> dict:
+def train_run(
+    out: Path, method: str, regime: str, profile: DemoProfile, seed: int, *,
+    settings: MethodSettings, name: str | None = None,
+) -> dict:  # fmt: skip
+    """Train OUT/runs/NAME (default METHOD-REGIME) at the profile's budget with `settings`."""
     from lift.train import TrainConfig, train
 
-    settings: MethodSettings = getattr(profile, method)
     cfg = TrainConfig(
         method=method,
         model=profile.model,
         train_data=str(out / "world" / "train"),
         store=str(out / "stores" / regime) if method == "lift" else None,
         caption_field=regime,
-        out=str(out / "runs" / f"{method}-{regime}"),
+        out=str(out / "runs" / (name or f"{method}-{regime}")),
         batch_size=profile.batch_size,
         epochs=profile.epochs,
         lr=settings.lr,
+        init_temperature=settings.temperature,
         warmup=settings.warmup,
         seed=seed,
         save_every=10**9,  # only the final checkpoint: the demo's runs are short
@@ -119,10 +133,11 @@ def _train(out: Path, method: str, regime: str, profile: DemoProfile, seed: int)
     return train(cfg)
 
 
-def _evaluate(out: Path, run: str, device: str) -> dict[str, dict]:
+def evaluate_run(out: Path, run: str, device: str) -> dict[str, dict]:
     """All three tasks for one run; each result is cached as JSON beside the run."""
     from lift import load
     from lift.evaluate import EvalContext, run_evaluator
+    from lift.evaluate.text_cache import TextEmbeddingCache
 
     world = out / "world"
     tasks = {
@@ -131,20 +146,25 @@ def _evaluate(out: Path, run: str, device: str) -> dict[str, dict]:
         "retrieval": {"images": str(world / "retrieval" / "images"),
                       "annotations": str(world / "retrieval" / "captions.json")},
     }  # fmt: skip
-    results, model = {}, None
+    results, model, cache = {}, None, None
     for task, task_cfg in tasks.items():
         path = out / "evals" / run / f"{task}.json"
         if not path.exists():
             if model is None:
-                model = load(out / "runs" / run, device=_resolve_device(device))
-            result = run_evaluator(task, model, task_cfg, ctx=EvalContext(device=_resolve_device(device)))
+                model = load(out / "runs" / run, device=resolve_device(device))
+                # LIFT runs share one frozen encoder: their prompts and captions are embedded once.
+                cache = TextEmbeddingCache(out / "evals" / "text_embeddings.sqlite")
+            ctx = EvalContext(device=resolve_device(device), cache=cache)
+            result = run_evaluator(task, model, task_cfg, ctx=ctx)
             result.checkpoint = str(out / "runs" / run)
             write_json(path, result.to_dict())
         results[task] = json.loads(path.read_text())
+    if cache is not None:
+        cache.close()
     return results
 
 
-def _resolve_device(device: str) -> str:
+def resolve_device(device: str) -> str:
     if device != "auto":
         return device
     import torch
@@ -162,21 +182,21 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "demo-config.json")
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    _stage("synth", timings, lambda: _synth(out, profile, cfg.seed))
+    _stage("synth", timings, lambda: synth_world(out, profile, cfg.seed))
     for regime in REGIMES:
-        _stage(f"embed {regime}", timings, lambda r=regime: _embed(out, r, device))
+        _stage(f"embed {regime}", timings, lambda r=regime: embed_regime(out, r, device))
     summaries: dict[str, dict] = {}
     for regime in REGIMES:
         for method in METHODS:
             run = f"{method}-{regime}"
-            summaries[run] = _stage(f"train {run}", timings,
-                                    lambda m=method, r=regime: _train(out, m, r, profile, cfg.seed))  # fmt: skip
+            summaries[run] = _stage(f"train {run}", timings, lambda m=method, r=regime, s=profile.settings[run]:
+                                    train_run(out, m, r, profile, cfg.seed, settings=s))  # fmt: skip
     evals = {
-        run: _stage(f"eval {run}", timings, lambda r=run: _evaluate(out, r, device)) for run in summaries
+        run: _stage(f"eval {run}", timings, lambda r=run: evaluate_run(out, r, device)) for run in summaries
     }
     timings["total"] = round(time.perf_counter() - started, 2)
 

@@ -151,11 +151,13 @@ def _commands(results: dict[str, Any], out: Path) -> list[str]:
     for regime in ("short", "long"):
         for method in ("lift", "clip"):
             store = f" --store {out}/stores/{regime}" if method == "lift" else ""
-            lr = profile[method]["lr"]
+            s = profile["settings"][f"{method}-{regime}"]
+            temperature = f" --init-temperature {s['temperature']}" if s["temperature"] is not None else ""
+            warmup = f" --warmup {s['warmup']}" if s["warmup"] is not None else ""
             cmds.append(
                 f"lift train --method {method} --model {profile['model']} --train-data {w}/train{store} "
                 f"--caption-field {regime} --batch-size {profile['batch_size']} --epochs {profile['epochs']} "
-                f"--lr {lr} --seed {seed} --out {out}/runs/{method}-{regime}"
+                f"--lr {s['lr']}{temperature}{warmup} --seed {seed} --out {out}/runs/{method}-{regime}"
             )
     run = f"{out}/runs/RUN"
     cmds += [
