@@ -1,12 +1,16 @@
-"""`lift.load`: a trained LIFT or CLIP model from a run folder or checkpoint, ready for inference.
+"""`lift.load`: a trained LIFT or CLIP model from a run folder, a checkpoint, or a reference `.pt`, ready
+for inference.
 
-Only safetensors weights and JSON configs are read (never pickles). For LIFT, `encode_text` runs
-the frozen text encoder recorded in the checkpoint (its identity is checked on load), so image and
-text embeddings always come from the same pairing the model was trained with.
+Our checkpoints are read from safetensors + JSON only; a reference-layout `.pt` file (the paper's
+released checkpoints) with `torch.load(weights_only=True)` (see `lift.interop.reference`). Never a
+pickle of objects. For LIFT, `encode_text` runs the frozen text encoder: the one recorded in the
+checkpoint (its identity is checked on load), or, for a reference `.pt`, which records none, the
+Hugging Face folder passed as `text_encoder_path=`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +19,41 @@ import torch.nn.functional as F
 from torch import nn
 
 from lift import checkpoint as ckpt
-from lift.config import config_from_dict
+from lift.config import config_from_dict, config_to_dict
 from lift.data.imagetext import eval_transform
 from lift.errors import LiftError
 
 
-class LoadedModel(nn.Module):
-    """A trained model in eval mode: `encode_image`, `encode_text`, `preprocess`, `config`, `text_identity`."""
+@dataclass(frozen=True)
+class TextOptions:
+    """How to run a frozen text encoder a checkpoint does not describe (a reference `.pt`).
 
-    def __init__(self, model: nn.Module, meta: dict[str, Any], checkpoint: Path) -> None:
+    For our checkpoints the recorded identity decides pooling, instruction and max tokens; values
+    given here must agree with it. trust_remote_code: needed for encoders whose own code pools
+    (NV-Embed-V2: pooling="model").
+    """
+
+    path: str | None = None
+    pooling: str | None = None
+    instruction: str | None = None
+    max_tokens: int | None = None
+    trust_remote_code: bool = False
+
+    def check_against(self, identity: dict[str, Any], where: Path) -> None:
+        asked = {"pooling": self.pooling, "instruction": self.instruction, "max_length": self.max_tokens}
+        wrong = [f"{k}={v!r} (recorded {identity.get(k)!r})" for k, v in asked.items()
+                 if v is not None and v != identity.get(k)]  # fmt: skip
+        if wrong:
+            raise LiftError(f"{where}: records its text encoder's settings; asked for {', '.join(wrong)}")
+
+
+class LoadedModel(nn.Module):
+    """A trained model in eval mode: `encode_image`, `encode_text`, `preprocess`, `zero_shot_classifier`,
+    `config` (the checkpoint's JSON: enough to rebuild the model) and `text_identity`."""
+
+    def __init__(
+        self, model: nn.Module, meta: dict[str, Any], checkpoint: Path, text: TextOptions | None = None
+    ) -> None:
         super().__init__()
         self.model = model
         self.config = meta
@@ -31,6 +61,7 @@ class LoadedModel(nn.Module):
         self.method = meta["model"]["method"]
         self.text_identity = meta.get("text_identity")
         self.text_encoder_path = meta.get("text_encoder_path")
+        self.text_options = text or TextOptions()
         self.preprocess = eval_transform(model.image_size, model.image_mean, model.image_std)
         self._text_encoder: Any = None  # loaded on first encode_text (LIFT); kept out of state_dict
         self._tokenizer: Any = None
@@ -54,24 +85,60 @@ class LoadedModel(nn.Module):
                 self._tokenizer = get_tokenizer(config_from_dict(ModelConfig, self.config["model"]))
             return self.model.encode_text(self._tokenizer(list(texts)).to(self.device), normalize=normalize)
         if self._text_encoder is None:
-            self._text_encoder = self._open_text_encoder()
+            self.open_text_encoder()
         out = self._text_encoder.encode(list(texts)).float().to(self.device)
         return F.normalize(out, dim=-1) if normalize else out
 
-    def _open_text_encoder(self) -> Any:
+    @torch.no_grad()
+    def zero_shot_classifier(self, classnames: list[str], templates: list[str]) -> torch.Tensor:
+        """Tensor[D, C]: per class, the renormalised mean of its prompts' normalised embeddings.
+
+        [D, C] is open_clip's and clip_benchmark's convention: `logits = image_features @ classifier`.
+        Templates hold the class name as `{label}`, `{c}` or `{}`.
+        """
+        from lift.evaluate.context import EvalContext
+        from lift.evaluate.zeroshot import class_embeddings
+
+        if not templates or not classnames:
+            raise LiftError("zero_shot_classifier needs at least one class name and one template")
+        ctx = EvalContext(device=str(self.device), progress=False)
+        return class_embeddings(self, list(classnames), list(templates), ctx).T.contiguous().to(self.device)
+
+    def open_text_encoder(self) -> Any:
+        """The frozen text encoder (LIFT), loaded once; its identity is recorded in `text_identity`."""
         from lift.text import TextEncoder
 
-        if not self.text_identity or not self.text_encoder_path:
-            raise LiftError(
-                f"{self.checkpoint}: no text encoder recorded; cannot encode text for this LIFT model"
+        if self._text_encoder is not None:
+            return self._text_encoder
+        path = self.text_options.path or self.text_encoder_path
+        if self.text_identity:
+            if not path or not Path(path).is_dir():
+                raise LiftError(
+                    f"{self.checkpoint}: its text encoder folder {path} is missing; "
+                    "restore it or pass text_encoder_path= to lift.load"
+                )
+            enc = TextEncoder.from_identity(
+                self.text_identity, path, trust_remote_code=self.text_options.trust_remote_code
             )
-        path = Path(self.text_encoder_path)
-        if not path.is_dir():
+        elif path:
+            o = self.text_options
+            enc = TextEncoder.from_pretrained(
+                path, pooling=o.pooling or "auto", max_length=o.max_tokens or 77, instruction=o.instruction or "",
+                trust_remote_code=o.trust_remote_code,
+            )  # fmt: skip
+        else:
             raise LiftError(
-                f"{self.checkpoint}: its text encoder folder {path} is missing; "
-                "restore it or pass text_encoder_path= to lift.load"
+                f"{self.checkpoint}: no text encoder recorded (a reference checkpoint records none); pass "
+                "text_encoder_path= (its Hugging Face folder) to lift.load to encode text"
             )
-        return TextEncoder.from_identity(self.text_identity, path)
+        embed_dim = self.config["model"]["embed_dim"]
+        if enc.dim != embed_dim:
+            raise LiftError(
+                f"{enc.path}: gives {enc.dim}-d embeddings but {self.checkpoint} maps images to {embed_dim}-d; "
+                "this is not the text encoder the model was trained against"
+            )
+        self._text_encoder, self.text_identity, self.text_encoder_path = enc, enc.identity, str(enc.path)
+        return enc
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """The trained model's weights (the same keys as the checkpoint's model.safetensors)."""
@@ -81,20 +148,61 @@ class LoadedModel(nn.Module):
         return self.encode_image(images)
 
 
+def _read(path: Path, vision_pool: str | None) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
+    """(checkpoint JSON, weights in our layout, the checkpoint's path) of a folder or a reference `.pt`."""
+    if path.is_file():
+        from lift.interop.reference import read_reference_checkpoint
+
+        config, weights = read_reference_checkpoint(path, vision_pool=vision_pool)
+        meta = {"model": config_to_dict(config), "source": {"layout": "reference", "path": str(path)}}
+        return meta, weights, path
+    if vision_pool is not None:
+        raise LiftError(
+            f"{path}: vision_pool= applies to reference .pt files; a checkpoint folder records it"
+        )
+    folder = ckpt.resolve_checkpoint(path)
+    return ckpt.load_config(folder), ckpt.load_weights(folder), folder
+
+
 def load(
-    path: str | Path, *, device: str | torch.device = "cpu", text_encoder_path: str | None = None
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    text_encoder_path: str | Path | None = None,
+    pooling: str | None = None,
+    instruction: str | None = None,
+    max_tokens: int | None = None,
+    trust_remote_code: bool = False,
+    vision_pool: str | None = None,
 ) -> LoadedModel:
-    """Load the latest checkpoint of a run folder, or a checkpoint folder, in eval mode."""
+    """Load a run folder (its latest checkpoint), a checkpoint folder, or a reference-layout `.pt`.
+
+    text_encoder_path: the frozen encoder's Hugging Face folder (LIFT): replaces a moved folder of our
+        checkpoints, or names the encoder a reference `.pt` was trained against; the encoder is then
+        opened here, run with `pooling` / `instruction` / `max_tokens` (default auto / "" / 77).
+    vision_pool: a reference `.pt`'s ViT pooling, "avg" or "tok" (default: avg for LIFT, tok for CLIP).
+    """
     from lift.models import ModelConfig, create_model
 
-    folder = ckpt.resolve_checkpoint(path)
-    meta = ckpt.load_config(folder)
-    if text_encoder_path is not None:
-        meta["text_encoder_path"] = str(text_encoder_path)
-    model = create_model(config_from_dict(ModelConfig, meta["model"], where=str(folder / ckpt.CONFIG)))
-    missing, unexpected = model.load_state_dict(ckpt.load_weights(folder), strict=False)
+    meta, weights, where = _read(Path(path), vision_pool)
+    config = config_from_dict(ModelConfig, meta["model"], where=f"{where} model config")
+    text = TextOptions(
+        path=None if text_encoder_path is None else str(text_encoder_path), pooling=pooling,
+        instruction=instruction, max_tokens=max_tokens, trust_remote_code=trust_remote_code,
+    )  # fmt: skip
+    if config.method == "clip" and text != TextOptions():
+        raise LiftError(
+            f"{where}: a CLIP model encodes text with its own tower; text encoder options are for LIFT"
+        )
+    model = create_model(config)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise LiftError(
-            f"{folder}: weights do not fit the model in its config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+            f"{where}: weights do not fit the model in its config (missing {missing[:5]}, unexpected {unexpected[:5]})"
         )
-    return LoadedModel(model.to(device).eval(), meta, folder).eval()
+    loaded = LoadedModel(model.to(device).eval(), meta, where, text).eval()
+    if loaded.text_identity:
+        text.check_against(loaded.text_identity, where)
+    elif config.method == "lift" and text.path:
+        loaded.open_text_encoder()  # a reference .pt: open it now, so text_identity names it from the start
+    return loaded

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,11 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
 
 
 @contextlib.contextmanager
@@ -49,3 +55,30 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=False)
         f.write("\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp folder `.NAME.tmp-PID` beside `path`; on a clean exit its files are fsynced and it
+    takes `path`'s place (an existing `path` is replaced).
+
+    An exception removes the temp folder; a crash leaves it beside the old folder (or none), never a
+    half-written `path`. Files written with any library inside it are covered.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for file in tmp.rglob("*"):
+        if file.is_file():
+            _fsync_file(file)
+    if path.exists():  # a rerun replaces it
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)

@@ -7,7 +7,6 @@ atomically after it, so a job killed at any instant leaves the previous checkpoi
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from lift.atomic import _fsync_dir, atomic_write, write_json
+from lift.atomic import atomic_dir, atomic_write, write_json
 from lift.config import read_json
 from lift.errors import LiftError
 
@@ -29,9 +28,13 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:06d}"
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
+def save_weights(
+    weights: dict[str, torch.Tensor], path: Path, *, metadata: dict[str, str] | None = None
+) -> None:
+    """Write `weights` as safetensors (with `metadata` in its header); write it inside `atomic_dir`,
+    which fsyncs it."""
+    # safetensors refuses shared storage; clone makes every tensor its own contiguous copy.
+    save_file({k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}, path, metadata=metadata)
 
 
 def save_checkpoint(
@@ -40,22 +43,13 @@ def save_checkpoint(
 ) -> Path:  # fmt: skip
     """Write checkpoint `step` under `run_dir/checkpoints` and point `latest` at it."""
     root = Path(run_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
-    tmp = root / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    # safetensors refuses shared storage; clone makes every tensor its own contiguous copy.
-    save_file({k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}, tmp / WEIGHTS)
-    _fsync_file(tmp / WEIGHTS)
-    write_json(tmp / CONFIG, {**config, "step": step})
-    if state is not None:
-        with atomic_write(tmp / STATE) as f:
-            torch.save(state, f)
-    if final.exists():  # a rerun of the same step replaces it (same data, same result)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync_dir(root)
+    with atomic_dir(final) as tmp:  # a rerun of the same step replaces it (same data, same result)
+        save_weights(weights, tmp / WEIGHTS)
+        write_json(tmp / CONFIG, {**config, "step": step})
+        if state is not None:
+            with atomic_write(tmp / STATE) as f:
+                torch.save(state, f)
     with atomic_write(root / LATEST, "w") as f:
         f.write(final.name + "\n")
     return final

@@ -26,8 +26,17 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+def _nested_dataclass(tp: Any) -> type | None:
+    """The dataclass a field holds: `Section` or `Section | None` -> Section; anything else -> None."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = args[0] if len(args) == 1 else None
+    return tp if dataclasses.is_dataclass(tp) else None
+
+
 def config_from_dict(cls: type[T], data: dict[str, Any], *, where: str = "config") -> T:
-    """Build dataclass `cls` from `data`, recursing into nested dataclasses; unknown keys fail."""
+    """Build dataclass `cls` from `data`, recursing into nested (or optional nested) dataclasses;
+    unknown keys fail."""
     if not isinstance(data, dict):
         raise LiftError(f"{where}: expected a mapping, got {type(data).__name__}")
     types_ = _field_types(cls)
@@ -36,8 +45,8 @@ def config_from_dict(cls: type[T], data: dict[str, Any], *, where: str = "config
         raise LiftError(f"{where}: unknown key(s) {unknown} for {cls.__name__}; known: {sorted(types_)}")
     kwargs = {}
     for name, value in data.items():
-        tp = types_[name]
-        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        tp = _nested_dataclass(types_[name])
+        if tp is not None and isinstance(value, dict):
             value = config_from_dict(tp, value, where=f"{where}.{name}")
         kwargs[name] = value
     try:

@@ -14,6 +14,11 @@ class LiftError(Exception):
     """
 
 
+def first_line(e: BaseException) -> str:
+    """A library exception's message, cut to its first line (for one-line LiftErrors)."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
 @dataclass
 class ErrorPolicy:
     """Decides what happens to a bad item: stop the job (default) or skip it and count it."""

@@ -32,7 +32,8 @@ class ZeroShotConfig:
 
 
 def fill(template: str, label: str) -> str:
-    return template.replace("{label}", label).replace("{}", label)
+    """The prompt for `label`: `{label}` (ours), `{c}` (clip_benchmark's) or `{}` (open_clip's) replaced."""
+    return template.replace("{label}", label).replace("{c}", label).replace("{}", label)
 
 
 def class_embeddings(

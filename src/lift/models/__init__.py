@@ -14,9 +14,17 @@ from torch import nn
 
 from lift.errors import LiftError
 from lift.models.clip_model import ClipModel
-from lift.models.config import METHODS, ModelConfig
+from lift.models.config import METHODS, ModelConfig, TextTowerConfig, VisionTowerConfig
 from lift.models.lift_model import LiftModel, build_head
-from lift.models.towers import MODEL_REGISTRY, TowerSpec, get_spec, list_models, register_model
+from lift.models.towers import (
+    MODEL_REGISTRY,
+    TowerSpec,
+    get_spec,
+    list_models,
+    register_model,
+    text_tower,
+    vision_tower,
+)
 
 _BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {"lift": LiftModel, "clip": ClipModel}
 
@@ -26,13 +34,17 @@ __all__ = [
     "ClipModel",
     "LiftModel",
     "ModelConfig",
+    "TextTowerConfig",
     "TowerSpec",
+    "VisionTowerConfig",
     "build_head",
     "create_model",
     "get_spec",
     "get_tokenizer",
     "list_models",
     "register_model",
+    "text_tower",
+    "vision_tower",
 ]
 
 

@@ -8,8 +8,6 @@ LIFT instead has its MLP head (the head is <1% of the tower's FLOPs, see docs/fl
 
 from __future__ import annotations
 
-import dataclasses
-
 import open_clip
 import torch.nn.functional as F
 from torch import Tensor
@@ -17,20 +15,18 @@ from torch import Tensor
 from lift.losses import get_loss_spec
 from lift.models.base import ContrastiveModelMixin, initial_logit_scale
 from lift.models.config import ModelConfig
-from lift.models.towers import get_spec
+from lift.models.towers import text_cfg, vision_cfg
 
 
 class ClipModel(ContrastiveModelMixin, open_clip.CLIP):
     """open_clip.CLIP (same state-dict layout), with normalised outputs by default and our config."""
 
     def __init__(self, config: ModelConfig) -> None:
-        spec = get_spec(config.model)
         loss = get_loss_spec(config.loss)
-        text = dataclasses.replace(spec.text, context_length=config.text_context_length)
         super().__init__(
             embed_dim=config.embed_dim,
-            vision_cfg=spec.vision,
-            text_cfg=text,
+            vision_cfg=vision_cfg(config),
+            text_cfg=text_cfg(config),
             init_logit_scale=initial_logit_scale(loss.init_logit_scale, config.init_temperature),
             init_logit_bias=loss.init_logit_bias,
         )

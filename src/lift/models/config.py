@@ -4,13 +4,58 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lift.errors import LiftError
+
 METHODS = ("lift", "clip")
+POOL_TYPES = ("avg", "tok")  # open_clip ViT pooling: mean of patch tokens | the class token
+
+
+@dataclass
+class VisionTowerConfig:
+    """An open_clip ViT given by its dimensions rather than a registered name.
+
+    What a checkpoint's tensor shapes say (e.g. a reference-layout `.pt`). The head count is not in any
+    shape, so readers fill it with open_clip's convention, `width // 64` (head width 64).
+    pool_type: "avg" (mean of the patch tokens after ln_post; LIFT's choice) or "tok" (the class
+    token; open_clip's stock ViT-B-16).
+    """
+
+    layers: int
+    width: int
+    heads: int
+    patch_size: int
+    image_size: int
+    mlp_ratio: float = 4.0
+    pool_type: str = "avg"
+
+    def __post_init__(self) -> None:
+        if self.heads < 1 or self.width % self.heads:
+            raise LiftError(f"vision tower: width {self.width} is not divisible by {self.heads} heads")
+        if self.pool_type not in POOL_TYPES:
+            raise LiftError(f"vision tower: pool_type must be one of {POOL_TYPES}, got {self.pool_type!r}")
+
+
+@dataclass
+class TextTowerConfig:
+    """A CLIP text transformer given by its dimensions (heads: `width // 64` when read off shapes)."""
+
+    layers: int
+    width: int
+    heads: int
+    vocab_size: int = 49408
+    mlp_ratio: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.heads < 1 or self.width % self.heads:
+            raise LiftError(f"text tower: width {self.width} is not divisible by {self.heads} heads")
 
 
 @dataclass
 class ModelConfig:
     """Architecture of a LIFT or CLIP model (build it with `lift.models.create_model`).
 
+    model: a registered architecture (`lift.models.list_models()`); when `vision` (and, for CLIP,
+        `text`) give the towers explicitly, only a label.
     embed_dim: LIFT: the head's output dim D, which must equal the embedding store's dim;
         CLIP: the shared image/text embedding dim.
     head_depth / head_hidden: LIFT's MLP head (1 = Linear; 2 = Linear, GELU, Linear); hidden
@@ -18,6 +63,9 @@ class ModelConfig:
     loss: decides the logit scale/bias init (SigLIP: scale ln(10), bias -10; else ln(1/0.07)).
     init_temperature: overrides the loss's initial temperature T (logit scale starts at 1/T, then
         learns); must be in [0.01, 1] because the scale is clamped to [1, 100].
+    vision / text: explicit towers (None: `model`'s registered ones), so a model whose architecture
+        was inferred from a checkpoint rebuilds from its config alone. Configs written before these
+        fields existed load unchanged.
     """
 
     method: str = "lift"
@@ -29,3 +77,5 @@ class ModelConfig:
     init_temperature: float | None = None
     text_context_length: int = 77
     grad_checkpointing: bool = False
+    vision: VisionTowerConfig | None = None
+    text: TextTowerConfig | None = None

@@ -13,7 +13,7 @@ from lift.errors import LiftError
 from lift.losses import get_loss_spec
 from lift.models.base import ContrastiveModelMixin, initial_logit_scale
 from lift.models.config import ModelConfig
-from lift.models.towers import build_vision_trunk, get_spec
+from lift.models.towers import build_vision_trunk, vision_cfg
 
 
 def build_head(in_dim: int, out_dim: int, *, depth: int, hidden: int | None = None) -> nn.Sequential:
@@ -36,11 +36,11 @@ class LiftModel(ContrastiveModelMixin, nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        spec = get_spec(config.model)
+        vision = vision_cfg(config)
         loss = get_loss_spec(config.loss)
-        self.visual = build_vision_trunk(spec.vision)
+        self.visual = build_vision_trunk(vision)
         self.head = build_head(
-            spec.vision.width, config.embed_dim, depth=config.head_depth, hidden=config.head_hidden
+            vision.width, config.embed_dim, depth=config.head_depth, hidden=config.head_hidden
         )
         self.logit_scale = nn.Parameter(
             torch.tensor(initial_logit_scale(loss.init_logit_scale, config.init_temperature))

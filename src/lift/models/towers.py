@@ -15,6 +15,7 @@ from open_clip.transformer import VisionTransformer
 from torch import nn
 
 from lift.errors import LiftError
+from lift.models.config import ModelConfig, TextTowerConfig, VisionTowerConfig
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,45 @@ def _vit_small() -> TowerSpec:
 def _vit_b16() -> TowerSpec:
     # The paper's ViT-B/16 (12 x 768, 12 heads) at 224 px; its CLIP text tower is 12 x 512, 8 heads.
     return _spec(12, 768, 12, 16, 224, (12, 512, 8), "the paper's ViT-B/16 at 224 px; CLIP text 12 x 512")
+
+
+def vision_tower(config: ModelConfig) -> VisionTowerConfig:
+    """`config`'s vision tower as explicit dimensions: its own `vision`, else `model`'s registered one."""
+    if config.vision is not None:
+        return config.vision
+    v = get_spec(config.model).vision
+    return VisionTowerConfig(
+        layers=v.layers, width=v.width, heads=v.width // v.head_width, patch_size=v.patch_size,
+        image_size=v.image_size, mlp_ratio=v.mlp_ratio, pool_type=v.pool_type,
+    )  # fmt: skip
+
+
+def text_tower(config: ModelConfig) -> TextTowerConfig:
+    """`config`'s CLIP text tower as explicit dimensions (context length: `config.text_context_length`)."""
+    if config.text is not None:
+        return config.text
+    t = get_spec(config.model).text
+    return TextTowerConfig(
+        layers=t.layers, width=t.width, heads=t.heads, vocab_size=t.vocab_size, mlp_ratio=t.mlp_ratio
+    )
+
+
+def vision_cfg(config: ModelConfig) -> CLIPVisionCfg:
+    """open_clip's config for `config`'s vision tower."""
+    v = vision_tower(config)
+    return CLIPVisionCfg(
+        layers=v.layers, width=v.width, head_width=v.width // v.heads, mlp_ratio=v.mlp_ratio,
+        patch_size=v.patch_size, image_size=v.image_size, pool_type=v.pool_type,
+    )  # fmt: skip
+
+
+def text_cfg(config: ModelConfig) -> CLIPTextCfg:
+    """open_clip's config for `config`'s text tower, at `config.text_context_length`."""
+    t = text_tower(config)
+    return CLIPTextCfg(
+        context_length=config.text_context_length, vocab_size=t.vocab_size, width=t.width, heads=t.heads,
+        layers=t.layers, mlp_ratio=t.mlp_ratio,
+    )  # fmt: skip
 
 
 def build_vision_trunk(vision: CLIPVisionCfg) -> VisionTransformer:

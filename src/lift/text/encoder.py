@@ -20,7 +20,7 @@ import torch.nn.functional as F
 import transformers
 from packaging.version import Version
 
-from lift.errors import LiftError
+from lift.errors import LiftError, first_line
 from lift.identity import check_same_encoder
 from lift.text.batching import dedup, plan_batches
 from lift.text.default import resolve_encoder_path
@@ -32,10 +32,6 @@ _DTYPE_ARG = "dtype" if Version(transformers.__version__) >= Version("4.56") els
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 WINDOW_BATCHES = 64  # texts are length-sorted within windows of this many batches
 _IGNORED_MISSING = ("pooler.",)  # heads AutoModel adds but embedding models never use
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 @contextlib.contextmanager
@@ -57,7 +53,7 @@ def _load(what: str, path: Path, fn: Callable[[], Any]) -> Any:
         with _quiet_loading():
             return fn()
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, ImportError) as e:
-        raise LiftError(f"{path}: cannot load the {what} of this model folder: {_first_line(e)}") from None
+        raise LiftError(f"{path}: cannot load the {what} of this model folder: {first_line(e)}") from None
 
 
 def resolve_device(device: str) -> torch.device:

@@ -1,0 +1,67 @@
+"""Export a trained model to where encoders go next: a Hugging Face CLIPVisionModel folder (the
+vision tower of LLaVA-style multimodal models) or an open_clip model folder.
+
+RUN_OR_CHECKPOINT is a run folder (its latest checkpoint), a checkpoint folder, or a `.pt` file in
+the reference implementation's layout (the paper's released checkpoints).
+
+Formats:
+  hf-clip-vision  config.json + model.safetensors + preprocessor_config.json + README.md.
+                  The ViT trunk only: a LIFT model's MLP head (and a CLIP model's visual.proj)
+                  has no place in a CLIPVisionModel and is not exported; README.md says how to
+                  pool (average-pooled models: post_layernorm(last_hidden_state[:, 1:]).mean(1)).
+  open_clip       open_clip_config.json + open_clip_model.safetensors, loaded offline with
+                  open_clip.create_model_and_transforms("local-dir:DIR"). CLIP models only:
+                  open_clip has no slot for LIFT's MLP head nor for a frozen external text encoder.
+
+Examples:
+  lift export runs/lift-demo --format hf-clip-vision --out exports/lift-demo-hf
+  lift export lift_vitb16_datacomp.pt --format hf-clip-vision --out exports/lift-b16-hf
+  lift export runs/clip-demo/checkpoints/step-001000 --format open_clip --out exports/clip-demo
+  lift export clip_vitb16_datacomp.pt --format open_clip --out exports/clip-b16 --overwrite
+
+Then, in Python:
+  transformers.CLIPVisionModel.from_pretrained("exports/lift-demo-hf")
+  open_clip.create_model_and_transforms("local-dir:exports/clip-demo")
+"""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "export"
+HELP = "export a model: Hugging Face CLIPVisionModel (LLaVA vision tower) or open_clip folder"
+ORDER = 50
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from lift.interop.export import format_names
+
+    parser.add_argument(
+        "source", metavar="RUN_OR_CHECKPOINT", help="run folder, checkpoint folder or reference .pt"
+    )
+    parser.add_argument(
+        "--format", required=True, choices=format_names(), help="what to export to (see above)"
+    )
+    parser.add_argument(
+        "--out", required=True, help="the folder to write (written aside, then renamed into place)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument(
+        "--vision-pool",
+        choices=("avg", "tok"),
+        default=None,
+        help="a reference .pt's ViT pooling (default: avg for LIFT, tok for CLIP, as open_clip's ViT-B-16)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from lift.interop.export import export_model
+
+    report = export_model(
+        args.source, fmt=args.format, out=args.out, overwrite=args.overwrite, vision_pool=args.vision_pool
+    )
+    print(f"exported {report.exported} to {report.out} ({args.format}): {', '.join(report.files)}")
+    print(f"load it with: {report.usage}")
+    for note in report.notes:
+        print(f"note: {note}")
+    return 0
