@@ -104,3 +104,19 @@ def test_a_lift_checkpoint_whose_encoder_folder_is_gone(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert f"text encoder folder {gone} is missing" in err
+
+
+def test_a_reference_lift_pt_is_evaluated_with_the_encoder_named_on_the_command_line(tmp_path, capsys):
+    from interop_fixtures import reference_lift, save_reference
+    from lift.text import TextEncoder
+
+    ann, img = _sugarcrepe(tmp_path)
+    encoder = TextEncoder.from_pretrained("default")
+    pt = save_reference(reference_lift(hidden=encoder.dim, embed_dim=encoder.dim), tmp_path / "lift.pt")
+    argv = ["sugarcrepe", "--checkpoint", str(pt), "--annotations", str(ann), "--images", str(img),
+            "--no-cache", "--workers", "0", "--no-progress", "--json"]  # fmt: skip
+    assert main(["eval", *argv]) == 2  # no encoder recorded in a reference .pt, none named
+    assert "text_encoder_path" in capsys.readouterr().err
+    _, result = _eval(capsys, *argv, "--text-encoder", str(encoder.path), "--max-tokens", "77")
+    assert result["text_encoder"] == encoder.identity
+    assert result["counts"]["add_obj"] == {"n": 3, "skipped": 0}

@@ -186,6 +186,8 @@ def test_lift_load_encodes_images_like_the_trained_model(world, tmp_path):
     images = torch.randn(3, 3, 64, 64)
     assert torch.allclose(model.encode_image(images), ref.eval().encode_image(images), atol=1e-6)
     assert model.text_identity == IDENTITY
+    by_file = lift.load(tmp_path / "run" / "checkpoints" / "step-000001" / "model.safetensors")
+    assert torch.equal(by_file.encode_image(images), model.encode_image(images))
 
 
 def test_bench_reports_both_methods():

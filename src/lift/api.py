@@ -150,6 +150,8 @@ class LoadedModel(nn.Module):
 
 def _read(path: Path, vision_pool: str | None) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
     """(checkpoint JSON, weights in our layout, the checkpoint's path) of a folder or a reference `.pt`."""
+    if path.is_file() and path.name == ckpt.WEIGHTS:  # a checkpoint named by its weights file
+        path = path.parent
     if path.is_file():
         from lift.interop.reference import read_reference_checkpoint
 

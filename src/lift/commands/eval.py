@@ -11,6 +11,8 @@ Examples:
   lift eval zeroshot --checkpoint runs/lift-demo --images imagenet/val --classnames imagenet_class_index.json
   lift eval retrieval --checkpoint runs/clip-demo/step-1000 --images flickr30k-images \\
       --annotations flickr_annotations_30k.csv --format flickr --protocol all-captions --out flickr.json
+  lift eval sugarcrepe --checkpoint lift_vitb16_recap.pt --text-encoder /models/NV-Embed-v2 --pooling model \\
+      --trust-remote-code --annotations sugarcrepe --images coco/val2017     # the paper's released LIFT
   lift eval compare clip.json lift.json
 """
 
@@ -40,7 +42,22 @@ def _default_device() -> str:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="a run folder (its latest checkpoint) or a checkpoint")
+    p.add_argument(
+        "--checkpoint", required=True,
+        help="a run folder (its latest checkpoint), a checkpoint folder, or a reference-layout .pt",
+    )  # fmt: skip
+    g = p.add_argument_group(
+        "reference .pt checkpoints", "they record no text encoder (LIFT) and no pooling: name them here"
+    )
+    g.add_argument("--text-encoder", default=None, help="LIFT: the frozen encoder's Hugging Face folder")
+    g.add_argument("--pooling", default=None, help="its pooling: mean, cls, last-token or model")
+    g.add_argument("--max-tokens", type=int, default=None, help="its caption truncation (default 77)")
+    g.add_argument("--instruction", default=None, help="its instruction prefix (default none)")
+    g.add_argument(
+        "--trust-remote-code", action="store_true", help="run the encoder's own code (NV-Embed-V2)"
+    )
+    g.add_argument("--vision-pool", choices=("avg", "tok"), default=None,
+                   help="the ViT's pooling (default: avg for LIFT, tok for CLIP)")  # fmt: skip
     p.add_argument(
         "--batch-size", type=int, default=256, help="images / texts per forward pass (default 256)"
     )
@@ -132,7 +149,16 @@ def run(args: argparse.Namespace) -> int:
         device=args.device or _default_device(), batch_size=args.batch_size, workers=args.workers,
         cache=cache, policy=ErrorPolicy(args.on_error), progress=not args.no_progress,
     )  # fmt: skip
-    result = evaluate_checkpoint(args.task, args.checkpoint, task_config(args), ctx=ctx)
+    load_kwargs = {
+        "text_encoder_path": args.text_encoder, "pooling": args.pooling, "max_tokens": args.max_tokens,
+        "instruction": args.instruction, "vision_pool": args.vision_pool,
+    }  # fmt: skip
+    load_kwargs = {k: v for k, v in load_kwargs.items() if v is not None}
+    if args.trust_remote_code:
+        load_kwargs["trust_remote_code"] = True
+    result = evaluate_checkpoint(
+        args.task, args.checkpoint, task_config(args), ctx=ctx, load_kwargs=load_kwargs
+    )
     if args.out:
         write_result(args.out, result)
     print(markdown_table(result))

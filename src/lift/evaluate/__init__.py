@@ -79,12 +79,14 @@ def evaluate_checkpoint(
     *,
     ctx: EvalContext | None = None,
     loader: Callable[..., Any] | None = None,
+    load_kwargs: dict[str, Any] | None = None,
 ) -> EvalResult:
-    """Load `checkpoint` (a run folder or a checkpoint file, via `lift.load`) and run evaluator `task`."""
+    """Load `checkpoint` (a run folder, a checkpoint, or a reference `.pt`, via `lift.load` with
+    `load_kwargs`) and run evaluator `task`."""
     if loader is None:
         from lift import load as loader  # lazily: the model stack is heavy
     ctx = ctx or EvalContext()
-    model = loader(checkpoint, device=ctx.device)  # in eval mode
+    model = loader(checkpoint, device=ctx.device, **(load_kwargs or {}))  # in eval mode
     result = run_evaluator(task, model, config, ctx=ctx)
     result.checkpoint = str(checkpoint)
     return result
