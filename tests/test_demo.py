@@ -61,7 +61,11 @@ def test_report_is_self_contained_and_states_the_outcome(demo_out):
     assert 'src="report-assets' not in page and "http" not in page.split("<body>")[1]
     md = (out / "report.md").read_text()
     assert ("LIFT beat CLIP" in md) or ("CLIP beat LIFT" in md) or ("LIFT tied CLIP" in md)
-    assert "lift train --method clip" in md
+    assert "short -> long captions" in md  # how the gap moves with caption length
+    assert "lift train --method clip" in md and " --lr " in md
+    results = json.loads((out / "results.json").read_text())
+    held = results["by_regime"]["short"]["lift"]["sugarcrepe"]["heldout/mean"]
+    assert f"{100 * held:.1f}" in md.split("## Held-out colour-shape pairs")[1].split("##")[0]
     assert "report.html" in result.stdout
 
 
