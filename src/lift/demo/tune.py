@@ -41,7 +41,10 @@ class TuneConfig:
     out: str = "demo-tune"
     profile: str = "default"
     seeds: list[int] = field(default_factory=lambda: [1, 2])
-    lrs: list[float] = field(default_factory=lambda: [5e-4, 1e-3, 2e-3])
+    # Each method searches around its own optimum (a coarse pass on seed 1 placed them; docs/demo.md).
+    lrs: dict[str, list[float]] = field(
+        default_factory=lambda: {"lift": [1e-3, 2e-3, 4e-3], "clip": [2.5e-4, 5e-4, 1e-3]}
+    )
     temperatures: list[float] = field(default_factory=lambda: [0.07, 0.03])
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     regimes: list[str] = field(default_factory=lambda: list(REGIMES))
@@ -54,6 +57,14 @@ def score(tasks: dict[str, dict]) -> float:
     zs = tasks["zeroshot"]["metrics"]["top1"]
     rt = tasks["retrieval"]["metrics"]
     return (sc + zs + (rt["i2t_R@1"] + rt["t2i_R@1"]) / 2) / 3 / 100.0
+
+
+def _grid(cfg: TuneConfig, method: str) -> list[MethodSettings]:
+    if not cfg.lrs.get(method):
+        raise LiftError(f"no learning rates to try for {method}")
+    return [
+        MethodSettings(lr=lr, temperature=t) for lr, t in itertools.product(cfg.lrs[method], cfg.temperatures)
+    ]
 
 
 def point_name(run: str, settings: MethodSettings) -> str:
@@ -74,26 +85,27 @@ def tune(cfg: TuneConfig) -> dict[str, Any]:
     root = Path(cfg.out)
     root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, root / "tune-config.json")
-    grid = [MethodSettings(lr=lr, temperature=t) for lr, t in itertools.product(cfg.lrs, cfg.temperatures)]
+    grids = {method: _grid(cfg, method) for method in cfg.methods}
     scores: dict[str, dict[str, dict[int, float]]] = {}  # run -> point -> seed -> score
     for seed in cfg.seeds:
         out = root / f"seed-{seed}"
         synth_world(out, profile, seed)
         for regime in cfg.regimes:
             embed_regime(out, regime, device)
-        for regime, method, settings in itertools.product(cfg.regimes, cfg.methods, grid):
+        for regime, method in itertools.product(cfg.regimes, cfg.methods):
             run = f"{method}-{regime}"
-            name = point_name(run, settings)
-            _log(f"seed {seed}: {name}")
-            train_run(out, method, regime, profile, seed, settings=settings, name=name)
-            value = score(evaluate_run(out, name, device))
-            scores.setdefault(run, {}).setdefault(name, {})[seed] = value
+            for settings in grids[method]:
+                name = point_name(run, settings)
+                _log(f"seed {seed}: {name}")
+                train_run(out, method, regime, profile, seed, settings=settings, name=name)
+                value = score(evaluate_run(out, name, device))
+                scores.setdefault(run, {}).setdefault(name, {})[seed] = value
     summary: dict[str, Any] = {}
     for run, points in scores.items():
         rows = [
             {"settings": config_to_dict(s), "per_seed": points[point_name(run, s)],
              "score": sum(points[point_name(run, s)].values()) / len(cfg.seeds)}
-            for s in grid
+            for s in grids[run.split("-", 1)[0]]  # run = METHOD-REGIME
         ]  # fmt: skip
         best = max(rows, key=lambda r: r["score"])  # first of equals: grid order breaks ties
         summary[run] = {"best": best["settings"], "points": rows}
@@ -127,15 +139,21 @@ def main(argv: list[str] | None = None) -> int:
     defaults = TuneConfig()
     p = argparse.ArgumentParser(prog="python -m lift.demo.tune", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--out", default=defaults.out)
-    p.add_argument("--profile", default=defaults.profile, choices=sorted(PROFILES))
-    p.add_argument("--seeds", type=int, nargs="+", default=defaults.seeds)
-    p.add_argument("--lrs", type=float, nargs="+", default=defaults.lrs)
-    p.add_argument("--temperatures", type=float, nargs="+", default=defaults.temperatures)
+    p.add_argument("--out", default=defaults.out, help="sweep folder (default: %(default)s)")
+    p.add_argument(
+        "--profile", default=defaults.profile, choices=sorted(PROFILES), help="demo profile (budget)"
+    )
+    p.add_argument("--seeds", type=int, nargs="+", default=defaults.seeds, help="worlds to tune on (not 0)")
+    p.add_argument("--lift-lrs", type=float, nargs="+", default=defaults.lrs["lift"], help="LIFT's lr grid")
+    p.add_argument("--clip-lrs", type=float, nargs="+", default=defaults.lrs["clip"], help="CLIP's lr grid")
+    p.add_argument("--temperatures", type=float, nargs="+", default=defaults.temperatures,
+                   help="initial temperatures, for both methods")  # fmt: skip
     p.add_argument("--methods", nargs="+", default=defaults.methods, choices=METHODS)
     p.add_argument("--regimes", nargs="+", default=defaults.regimes, choices=list(REGIMES))
-    p.add_argument("--device", default=defaults.device)
-    cfg = TuneConfig(**vars(p.parse_args(argv)))
+    p.add_argument("--device", default=defaults.device, help="auto | cpu | cuda")
+    args = vars(p.parse_args(argv))
+    args["lrs"] = {"lift": args.pop("lift_lrs"), "clip": args.pop("clip_lrs")}
+    cfg = TuneConfig(**args)
     try:
         summary = tune(cfg)
     except LiftError as e:
