@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,6 +12,7 @@ import pytest
 
 from lift.data.captions import CAPTION_SOURCES, read_captions, source_files, source_for
 from lift.errors import ErrorPolicy, LiftError
+from train_fixtures import write_tar
 
 KEYS = ["000000001", "000000002", "000000003"]
 CAPS = ["a red cube", 'two dogs, one "big"\nand one small', "a café at night"]
@@ -39,15 +38,6 @@ def write_delimited(path: Path, rows: list[dict], delimiter: str) -> Path:
     return path
 
 
-def write_tar(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
 def _wds_members(keys=KEYS, caps=CAPS) -> dict[str, bytes]:
     members = {}
     for k, c in zip(keys, caps):
@@ -68,18 +58,20 @@ def test_every_format_reads_the_same_captions(tmp_path):
     ]
     assert [source_for(str(f)).name for f in files] == ["parquet", "jsonl", "csv", "tsv", "wds"]
     for f in files:
-        assert read_captions(str(f)) == (KEYS, CAPS, 0), f.name
+        assert read_captions(str(f)) == (KEYS, CAPS, 0, None), f.name
 
 
 def test_configurable_fields_and_format_override(tmp_path):
     f = write_parquet(tmp_path / "recap.parquet", keys=[1, 2, 3], key="uid", caption="re_caption")
-    assert read_captions(str(f), key_field="uid", caption_field="re_caption") == (["1", "2", "3"], CAPS, 0)
+    got = read_captions(str(f), key_field="uid", caption_field="re_caption")
+    assert got == (["1", "2", "3"], CAPS, 0, None)
     odd = write_jsonl(tmp_path / "captions.txt", [{"id": "x", "text": "hello"}])
-    assert read_captions(str(odd), fmt="jsonl", key_field="id", caption_field="text") == (["x"], ["hello"], 0)
+    got = read_captions(str(odd), fmt="jsonl", key_field="id", caption_field="text")
+    assert got == (["x"], ["hello"], 0, None)
     tar = write_tar(
         tmp_path / "s.tar", {"sub/k1.caption": b"one", "sub/k1.txt": b"ignored", "k2.caption": b"two"}
     )
-    assert read_captions(str(tar), caption_field="caption") == (["sub/k1", "k2"], ["one", "two"], 0)
+    assert read_captions(str(tar), caption_field="caption") == (["sub/k1", "k2"], ["one", "two"], 0, None)
 
 
 def test_globs_braces_and_folders_keep_order(tmp_path):
@@ -114,7 +106,7 @@ def test_bad_rows_stop_with_file_and_row_or_are_skipped_and_counted(tmp_path, pr
         read_captions(str(f))
     assert str(e.value).startswith(f"{f}: row 1") and "\n" not in str(e.value)
     policy = ErrorPolicy("skip")
-    assert read_captions(str(f), policy=policy) == (["k1", "k3"], ["ok", "ok 3"], 1)
+    assert read_captions(str(f), policy=policy) == (["k1", "k3"], ["ok", "ok 3"], 1, None)
     assert policy.skipped == 1 and problem in policy.examples[0]
 
 
@@ -140,16 +132,18 @@ def test_unreadable_files(tmp_path):
     bad_parquet.write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(LiftError, match="bad.parquet: cannot read parquet"):
         read_captions(str(bad_parquet))
-    policy = ErrorPolicy("skip")
-    assert read_captions(str(bad_parquet), policy=policy) == ([], [], 1)
+    keys, caps, skipped, lost = read_captions(str(bad_parquet), policy=ErrorPolicy("skip"))
+    assert (keys, caps, skipped) == ([], [], 0)  # rows are counted, not files: the file is reported lost
+    assert "bad.parquet: cannot read parquet" in lost
 
     good = write_tar(tmp_path / "good.tar", _wds_members()).read_bytes()
     cut = tmp_path / "cut.tar"
     cut.write_bytes(good[: len(good) // 2 + 100])  # damaged part-way through the members
-    with pytest.raises(LiftError, match="cut.tar: cannot read tar"):
+    with pytest.raises(LiftError, match="cut.tar: (cannot read tar|tar shard is truncated)"):
         read_captions(str(cut))
-    keys, caps, skipped = read_captions(str(cut), policy=ErrorPolicy("skip"))
-    assert skipped == 1 and keys == KEYS[: len(keys)] and 0 < len(keys) < 3  # rows before the damage kept
+    keys, caps, skipped, lost = read_captions(str(cut), policy=ErrorPolicy("skip"))
+    assert skipped == 0 and f"{cut}: " in lost
+    assert keys == KEYS[: len(keys)] and 0 < len(keys) < 3  # rows before the damage kept
 
     garbage = tmp_path / "garbage.tar"
     garbage.write_bytes(b"\x00not a tar at all" * 50)

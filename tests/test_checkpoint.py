@@ -48,8 +48,9 @@ def test_stale_temp_folder_is_ignored_and_cleaned(tmp_path):
 def test_state_with_arbitrary_objects_is_refused(tmp_path):
     folder = ckpt.save_checkpoint(tmp_path, 1, _weights(), {}, {"step": 1})
     torch.save({"step": 1, "evil": ckpt.checkpoint_name}, folder / ckpt.STATE)
-    with pytest.raises(LiftError, match="state.pt"):
+    with pytest.raises(LiftError, match="state.pt: holds pickled Python objects") as info:
         ckpt.load_state(folder)
+    assert "weights_only" not in str(info.value)  # never torch's advice to unpickle
 
 
 def test_clear_errors_for_missing_things(tmp_path):

@@ -54,3 +54,22 @@ def test_lift_error_is_one_line_and_exit_code_2(monkeypatch, capsys):
     assert main([]) == 2
     err = capsys.readouterr().err
     assert err == "lift embed: error: captions.parquet: row 3: empty caption\n"
+
+
+def test_lift_warnings_are_one_line(monkeypatch, capsys):
+    import argparse
+    import warnings
+
+    from lift.errors import LiftWarning
+
+    def warn(args: argparse.Namespace) -> int:
+        warnings.warn("the encoder folder was renamed", LiftWarning, stacklevel=1)
+        return 0
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(_run=warn, command="eval")
+    monkeypatch.setattr("lift.cli.build_parser", lambda command=None: parser)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main([]) == 0
+    assert capsys.readouterr().err == "lift eval: warning: the encoder folder was renamed\n"

@@ -105,7 +105,8 @@ def test_cli_formats_summary_and_rerun(tmp_path, capsys):
             "--store-dtype", "float32", "--no-progress"]  # fmt: skip
     assert main(args) == 0
     line = capsys.readouterr().out.strip()
-    assert line.startswith("lift embed: 5 captions (5 unique, 0 skipped) in ") and "captions/s" in line
+    assert line.startswith("lift embed: 5 captions (5 unique, 0 skipped, 0 truncated at 77 tokens) in ")
+    assert "captions/s" in line
     assert main(args) == 0
     assert "1 shard(s) already done" in capsys.readouterr().out
     enc = TextEncoder.from_pretrained("default")
@@ -137,10 +138,11 @@ def test_bad_input_stops_keeps_done_shards_or_is_skipped_and_counted(tmp_path, c
     summary = embed_captions(
         sources=str(tmp_path / "s?.parquet"), out=skip_out, on_error="skip", progress=False
     )
-    assert (summary["captions"], summary["skipped"], summary["rows_in_store"]) == (4, 2, 4)
-    assert any("cannot read parquet" in e for e in summary["skipped_examples"])
+    # skipped counts rows; the unreadable file is counted and named as lost, not as one skipped row
+    assert (summary["captions"], summary["skipped"], summary["rows_in_store"]) == (4, 1, 4)
+    assert summary["files_lost"] == 1 and "s2.parquet: cannot read parquet" in summary["lost_files"][0]
     store = open_store(skip_out)
-    assert store.manifest["skipped"] == 2 and "s1-1" not in store and "s1-2" in store
+    assert store.manifest["skipped"] == 1 and "s1-1" not in store and "s1-2" in store
 
 
 def test_bad_encoder_folder_and_missing_column(tmp_path, inputs, capsys):

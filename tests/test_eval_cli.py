@@ -115,8 +115,12 @@ def test_a_reference_lift_pt_is_evaluated_with_the_encoder_named_on_the_command_
     pt = save_reference(reference_lift(hidden=encoder.dim, embed_dim=encoder.dim), tmp_path / "lift.pt")
     argv = ["sugarcrepe", "--checkpoint", str(pt), "--annotations", str(ann), "--images", str(img),
             "--no-cache", "--workers", "0", "--no-progress", "--json"]  # fmt: skip
-    assert main(["eval", *argv]) == 2  # no encoder recorded in a reference .pt, none named
-    assert "text_encoder_path" in capsys.readouterr().err
+    assert main(["eval", *argv]) == 2  # no head count, no encoder recorded in a reference .pt, none named
+    err = capsys.readouterr().err
+    assert "--vision-heads N" in err  # a 128-wide ViT: its head count is in no shape
+    argv += ["--vision-heads", "2"]
+    assert main(["eval", *argv]) == 2
+    assert "--text-encoder FOLDER (lift eval) or text_encoder_path= (lift.load)" in capsys.readouterr().err
     _, result = _eval(capsys, *argv, "--text-encoder", str(encoder.path), "--max-tokens", "77")
     assert result["text_encoder"] == encoder.identity
     assert result["counts"]["add_obj"] == {"n": 3, "skipped": 0}

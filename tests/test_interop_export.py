@@ -13,7 +13,7 @@ from PIL import Image
 from transformers import CLIPImageProcessor, CLIPVisionModel
 
 import lift
-from interop_fixtures import images, our_checkpoint, reference_clip, save_reference
+from interop_fixtures import images, open_clip_cfg, our_checkpoint, reference_clip, save_reference
 from lift.cli import main
 from lift.errors import LiftError
 from lift.interop.export import export_model
@@ -49,7 +49,7 @@ def sources(tmp_path_factory):
     root = tmp_path_factory.mktemp("sources")
     return {
         "lift": our_checkpoint(root / "lift", ModelConfig(method="lift", model="vit-tiny", embed_dim=32)),
-        "clip-reference": save_reference(reference_clip(), root / "clip.pt"),
+        "clip-reference": save_reference(reference_clip(), root / "clip.pt", open_clip_cfg()),  # + clip.json
         "clip-siglip": our_checkpoint(
             root / "clip", ModelConfig(method="clip", embed_dim=32, loss="siglip", text_context_length=16)
         ),
@@ -137,7 +137,7 @@ def test_existing_out_needs_overwrite(sources, tmp_path, capsys):
     assert main(args) == 0
     (out / "stale.txt").write_text("from an older export")
     assert main(args) == 2
-    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert "already exists and is not empty; pass --overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
     assert not (out / "stale.txt").exists() and (out / "model.safetensors").is_file()
     with pytest.raises(LiftError, match="unknown export format 'onnx'"):

@@ -10,7 +10,15 @@ import torch.nn.functional as F
 from torch import nn
 
 import lift
-from interop_fixtures import images, our_checkpoint, reference_clip, reference_lift, save_reference
+from interop_fixtures import (
+    TINY_HEADS,
+    images,
+    open_clip_cfg,
+    our_checkpoint,
+    reference_clip,
+    reference_lift,
+    save_reference,
+)
 from lift.config import config_from_dict, config_to_dict
 from lift.errors import LiftError
 from lift.interop.reference import convert_reference_state
@@ -50,7 +58,7 @@ def test_stock_open_clip_vit_b16_clip(tmp_path):
 
 def test_reference_clip_context_length_and_zero_shot_classifier(tmp_path):
     ref = reference_clip(context_length=20)
-    model = lift.load(save_reference(ref, tmp_path / "clip.pt"))
+    model = lift.load(save_reference(ref, tmp_path / "clip.pt", open_clip_cfg()))  # heads: clip.json
     assert model.config["model"]["text_context_length"] == 20
     names, templates = ["cat", "dog", "red cube"], ["a photo of a {c}.", "a {label} in the wild"]
     classifier = model.zero_shot_classifier(names, templates)  # [D, C]
@@ -73,7 +81,7 @@ def test_reference_lift_images_and_text(tmp_path):
     encoder = TextEncoder.from_pretrained("default", device="cpu")
     ref = reference_lift(hidden=encoder.dim, embed_dim=encoder.dim)
     path = save_reference(ref, tmp_path / "lift.pt")
-    model = lift.load(path)
+    model = lift.load(path, vision_heads=2)
     cfg = model.config["model"]
     assert (cfg["method"], cfg["head_depth"], cfg["head_hidden"], cfg["embed_dim"]) == ("lift", 2, 384, 384)
     assert cfg["vision"]["pool_type"] == "avg" and model.text_identity is None
@@ -81,11 +89,14 @@ def test_reference_lift_images_and_text(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(model.encode_image(x), ref.encode_image(x), **TOL)
     assert model.model.logit_scale.item() == pytest.approx(2.6592)
-    with pytest.raises(LiftError, match=r"lift\.pt: no text encoder recorded.*text_encoder_path="):
+    with pytest.raises(
+        LiftError,
+        match=r"lift\.pt: no text encoder recorded.*--text-encoder FOLDER \(lift eval\) or text_encoder_path=",
+    ):
         model.encode_text(["a cat"])
     _rebuilds(model)
 
-    paired = lift.load(path, text_encoder_path=encoder.path, max_tokens=77)
+    paired = lift.load(path, text_encoder_path=encoder.path, max_tokens=77, vision_heads=2)
     assert paired.text_identity == encoder.identity  # opened on load, so results record it
     texts = ["a red circle", "two blue squares"]
     torch.testing.assert_close(paired.encode_text(texts), F.normalize(encoder.encode(texts), dim=-1), **TOL)
@@ -125,8 +136,9 @@ def test_a_clip_reference_pooled_differently_is_told_so(tmp_path):
     x = images(1, 32)
     with torch.no_grad():
         expected = ref.encode_image(x, normalize=True)
-        assert not torch.allclose(lift.load(path).encode_image(x), expected, atol=1e-3)
-        torch.testing.assert_close(lift.load(path, vision_pool="avg").encode_image(x), expected, **TOL)
+        assert not torch.allclose(lift.load(path, **TINY_HEADS).encode_image(x), expected, atol=1e-3)
+        pooled = lift.load(path, vision_pool="avg", **TINY_HEADS)
+        torch.testing.assert_close(pooled.encode_image(x), expected, **TOL)
 
 
 def test_bad_reference_files_are_named(tmp_path):
@@ -136,14 +148,17 @@ def test_bad_reference_files_are_named(tmp_path):
         lift.load(junk)
     evil = tmp_path / "evil.pt"
     torch.save({"state_dict": {}, "callback": print}, evil)
-    with pytest.raises(LiftError, match=r"evil\.pt: not a weights-only torch checkpoint"):
+    with pytest.raises(LiftError, match=r"evil\.pt: holds pickled Python objects") as refused:
         lift.load(evil)
+    assert "weights_only=False" not in str(refused.value) and "weights_only` set to `False" not in str(
+        refused.value
+    )
     torn = tmp_path / "torn.pt"
     ref = reference_lift()
     state = {k: v for k, v in ref.state_dict().items() if "resblocks.1." not in k or "attn" in k}
     torch.save({"state_dict": state}, torn)
     with pytest.raises(LiftError, match=r"torn\.pt: weights do not fit.*missing"):
-        lift.load(torn)
+        lift.load(torn, vision_heads=2)
     with pytest.raises(LiftError, match="vision_pool must be one of"):
         lift.load(save_reference(ref, tmp_path / "lift.pt"), vision_pool="max")
 
@@ -151,7 +166,7 @@ def test_bad_reference_files_are_named(tmp_path):
 def test_text_encoder_of_the_wrong_dim_is_refused(tmp_path):
     path = save_reference(reference_lift(embed_dim=64), tmp_path / "lift.pt")
     with pytest.raises(LiftError, match=r"gives 384-d embeddings but .*lift\.pt maps images to 64-d"):
-        lift.load(path, text_encoder_path=default_encoder_path())
+        lift.load(path, text_encoder_path=default_encoder_path(), vision_heads=2)
 
 
 def test_configs_without_towers_load_unchanged_and_explicit_towers_round_trip():
@@ -177,6 +192,6 @@ def test_text_options_must_agree_with_what_a_checkpoint_records(tmp_path):
         LiftError, match=r"records its text encoder's settings; asked for pooling='cls' \(recorded 'mean'\)"
     ):
         lift.load(run, pooling="cls")
-    clip = save_reference(reference_clip(), tmp_path / "clip.pt")
+    clip = save_reference(reference_clip(), tmp_path / "clip.pt", open_clip_cfg())
     with pytest.raises(LiftError, match=r"clip\.pt: a CLIP model encodes text with its own tower"):
         lift.load(clip, text_encoder_path="default")

@@ -356,7 +356,8 @@ def test_cli_info_and_verify(tmp_path, capsys):
     write_store(root, dtype="int8")
     assert lift_main(["store", "info", str(root)]) == 0
     out = capsys.readouterr().out
-    assert "97 in 3 shards (3 input rows skipped)" in out and "32-d int8" in out and "pooling=mean" in out
+    assert "97 in 3 shards (3 input rows skipped, 0 truncated)" in out
+    assert "32-d int8" in out and "pooling=mean" in out
     assert lift_main(["store", "info", str(root), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["rows"] == 97 and info["bytes"] == sum(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,18 @@ def write_shards(
         if sidecar:
             pq.write_table(pa.Table.from_pylist(rows), root / f"{s:05d}.parquet")
     return keys
+
+
+def write_tar(path: Path, members: dict[str, bytes | str] | list[tuple[str, bytes | str]]) -> Path:
+    """A tar holding exactly `members` (name -> data, or (name, data) pairs to repeat a name), in order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items() if isinstance(members, dict) else members:
+            raw = data.encode() if isinstance(data, str) else data
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return path
 
 
 IDENTITY = {"model": "test-encoder", "pooling": "mean", "dim": 16}

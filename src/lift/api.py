@@ -2,14 +2,17 @@
 for inference.
 
 Our checkpoints are read from safetensors + JSON only; a reference-layout `.pt` file (the paper's
-released checkpoints) with `torch.load(weights_only=True)` (see `lift.interop.reference`). Never a
-pickle of objects. For LIFT, `encode_text` runs the frozen text encoder: the one recorded in the
-checkpoint (its identity is checked on load), or, for a reference `.pt`, which records none, the
-Hugging Face folder passed as `text_encoder_path=`.
+released checkpoints, open_clip's trainer's checkpoints) with `torch.load(weights_only=True)` (see
+`lift.interop.reference`, which also says how head counts are decided: `model_config=`,
+`vision_heads=` / `text_heads=`). Never a pickle of objects. For LIFT, `encode_text` runs the frozen
+text encoder: the one recorded in the checkpoint (its identity is checked on load; a moved or renamed
+folder with the same weights is accepted with a warning), or, for a reference `.pt`, which records
+none, the Hugging Face folder passed as `text_encoder_path=` ("default": the packaged one).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,12 @@ from lift import checkpoint as ckpt
 from lift.config import config_from_dict, config_to_dict
 from lift.data.imagetext import eval_transform
 from lift.errors import LiftError
+
+# where a user names the frozen text encoder: the CLI flag and the Python argument
+ENCODER_HINT = "--text-encoder FOLDER (lift eval) or text_encoder_path= (lift.load)"
+# lift.load's arguments that only a reference `.pt` needs (a checkpoint folder records all of them)
+REFERENCE_ONLY = {"vision_pool": "--vision-pool", "model_config": "--model-config",
+                  "vision_heads": "--vision-heads", "text_heads": "--text-heads"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -114,8 +123,8 @@ class LoadedModel(nn.Module):
         if self.text_identity:
             if not path or not Path(path).is_dir():
                 raise LiftError(
-                    f"{self.checkpoint}: its text encoder folder {path} is missing; "
-                    "restore it or pass text_encoder_path= to lift.load"
+                    f"{self.checkpoint}: its text encoder folder {path} is missing; restore it, or name the "
+                    f"folder now holding it: {ENCODER_HINT}"
                 )
             enc = TextEncoder.from_identity(
                 self.text_identity, path, trust_remote_code=self.text_options.trust_remote_code
@@ -128,8 +137,8 @@ class LoadedModel(nn.Module):
             )  # fmt: skip
         else:
             raise LiftError(
-                f"{self.checkpoint}: no text encoder recorded (a reference checkpoint records none); pass "
-                "text_encoder_path= (its Hugging Face folder) to lift.load to encode text"
+                f"{self.checkpoint}: no text encoder recorded (a reference checkpoint records none); name the "
+                f"Hugging Face folder of the encoder it was trained against: {ENCODER_HINT}"
             )
         embed_dim = self.config["model"]["embed_dim"]
         if enc.dim != embed_dim:
@@ -148,22 +157,62 @@ class LoadedModel(nn.Module):
         return self.encode_image(images)
 
 
-def _read(path: Path, vision_pool: str | None) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
+def _read(path: Path, reference: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
     """(checkpoint JSON, weights in our layout, the checkpoint's path) of a folder or a reference `.pt`."""
     if path.is_file() and path.name == ckpt.WEIGHTS:  # a checkpoint named by its weights file
         path = path.parent
     if path.is_file():
         from lift.interop.reference import read_reference_checkpoint
 
-        config, weights = read_reference_checkpoint(path, vision_pool=vision_pool)
+        config, weights = read_reference_checkpoint(path, **reference)
         meta = {"model": config_to_dict(config), "source": {"layout": "reference", "path": str(path)}}
         return meta, weights, path
-    if vision_pool is not None:
+    given = [f"{k}= ({REFERENCE_ONLY[k]})" for k, v in reference.items() if v is not None]
+    if given:
         raise LiftError(
-            f"{path}: vision_pool= applies to reference .pt files; a checkpoint folder records it"
+            f"{path}: {', '.join(given)} applies to reference .pt files only; a checkpoint folder records it"
         )
     folder = ckpt.resolve_checkpoint(path)
     return ckpt.load_config(folder), ckpt.load_weights(folder), folder
+
+
+def _embed_dim_of(weights: dict[str, torch.Tensor], method: str) -> tuple[str, int] | None:
+    """(the key that fixes embed_dim, its value in `weights`): the head's last Linear (LIFT) or the text
+    projection (CLIP); None when the weights lack it."""
+    if method == "lift":
+        layers = sorted(
+            int(k.split(".")[1]) for k in weights if k.startswith("head.") and k.endswith(".weight")
+        )
+        key = f"head.{layers[-1]}.weight" if layers else None
+        return (key, int(weights[key].shape[0])) if key else None
+    key = "text_projection"
+    return (key, int(weights[key].shape[1])) if key in weights and weights[key].ndim == 2 else None
+
+
+def _check_fit(model: nn.Module, weights: dict[str, torch.Tensor], config: Any, where: Path) -> None:
+    """One line naming the file, the key and both values when the weights do not fit the config's model."""
+    config_file = where / ckpt.CONFIG if where.is_dir() else where
+    found = _embed_dim_of(weights, config.method)
+    if found is not None and found[1] != config.embed_dim:
+        key, dim = found
+        raise LiftError(
+            f"{config_file}: model.embed_dim is {config.embed_dim} but the weights' {key} "
+            f"{list(weights[key].shape)} gives {dim}; the config does not belong to these weights "
+            "(set embed_dim to the weights' value, or use the checkpoint's own config.json)"
+        )
+    expected = model.state_dict()
+    wrong = [k for k in expected if k in weights and weights[k].shape != expected[k].shape]
+    if wrong:
+        k = wrong[0]
+        raise LiftError(
+            f"{where}: weights do not fit the model in its config: {k} is {list(weights[k].shape)} in the "
+            f"weights but {list(expected[k].shape)} in the config's model ({len(wrong)} such key(s))"
+        )
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise LiftError(
+            f"{where}: weights do not fit the model in its config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
 
 
 def load(
@@ -176,17 +225,29 @@ def load(
     max_tokens: int | None = None,
     trust_remote_code: bool = False,
     vision_pool: str | None = None,
+    model_config: str | Path | dict | None = None,
+    vision_heads: int | None = None,
+    text_heads: int | None = None,
 ) -> LoadedModel:
     """Load a run folder (its latest checkpoint), a checkpoint folder, or a reference-layout `.pt`.
 
-    text_encoder_path: the frozen encoder's Hugging Face folder (LIFT): replaces a moved folder of our
-        checkpoints, or names the encoder a reference `.pt` was trained against; the encoder is then
-        opened here, run with `pooling` / `instruction` / `max_tokens` (default auto / "" / 77).
-    vision_pool: a reference `.pt`'s ViT pooling, "avg" or "tok" (default: avg for LIFT, tok for CLIP).
+    text_encoder_path: the frozen encoder's Hugging Face folder ("default": the packaged
+        all-MiniLM-L6-v2) (LIFT): replaces a moved folder of our checkpoints, or names the encoder a
+        reference `.pt` was trained against; the encoder is then opened here, run with `pooling` /
+        `instruction` / `max_tokens` (default auto / "" / 77).
+    Reference `.pt` only (see `lift.interop.reference`):
+    vision_pool: the ViT's pooling, "avg" or "tok" (default: the model config's, else avg for LIFT,
+        tok for CLIP).
+    model_config: an open_clip model config (JSON file or dict) giving head counts and pooling;
+        default: one found beside the `.pt`.
+    vision_heads / text_heads: the towers' head counts, needed without a model config except for the
+        paper's ViT-B/16 (768-wide vision: 12 heads, 512-wide text: 8).
     """
     from lift.models import ModelConfig, create_model
 
-    meta, weights, where = _read(Path(path), vision_pool)
+    reference = {"vision_pool": vision_pool, "model_config": model_config, "vision_heads": vision_heads,
+                 "text_heads": text_heads}  # fmt: skip
+    meta, weights, where = _read(Path(path), reference)
     config = config_from_dict(ModelConfig, meta["model"], where=f"{where} model config")
     text = TextOptions(
         path=None if text_encoder_path is None else str(text_encoder_path), pooling=pooling,
@@ -196,12 +257,12 @@ def load(
         raise LiftError(
             f"{where}: a CLIP model encodes text with its own tower; text encoder options are for LIFT"
         )
+    if text.path is not None:
+        from lift.text.default import resolve_encoder_path
+
+        text = dataclasses.replace(text, path=str(resolve_encoder_path(text.path)))
     model = create_model(config)
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise LiftError(
-            f"{where}: weights do not fit the model in its config (missing {missing[:5]}, unexpected {unexpected[:5]})"
-        )
+    _check_fit(model, weights, config, where)
     loaded = LoadedModel(model.to(device).eval(), meta, where, text).eval()
     if loaded.text_identity:
         text.check_against(loaded.text_identity, where)

@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+# how libraries that write in native code (safetensors, torch) word a full disk
+_FULL_DISK = re.compile(r"No space left on device|os error 28|code: 28|StorageFull|file write failed")
+
+
+def storage_error(e: BaseException, path: Path) -> OSError | None:
+    """The OSError of a failed write of `path`, naming it: a plain write's error (which names no
+    file), or a full disk a library (safetensors, torch) reported in its own words; else None."""
+    if isinstance(e, OSError):
+        return OSError(e.errno, e.strerror, str(path)) if e.filename is None and e.errno else None
+    if not _FULL_DISK.search(str(e)):
+        return None
+    if "file write failed" in str(e):  # torch does not say why: ask the disk
+        try:
+            if shutil.disk_usage(path.parent if path.parent.exists() else ".").free > 1 << 20:
+                return None
+        except OSError:
+            return None
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -44,9 +65,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if (full := storage_error(e, path)) is not None:
+            raise full from e
         raise
 
 
@@ -72,8 +95,10 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if (full := storage_error(e, path)) is not None:
+            raise full from e
         raise
     for file in tmp.rglob("*"):
         if file.is_file():

@@ -7,6 +7,7 @@ atomically after it, so a job killed at any instant leaves the previous checkpoi
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from lift.atomic import atomic_dir, atomic_write, write_json
 from lift.config import read_json
-from lift.errors import LiftError
+from lift.errors import LiftError, first_line
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -56,21 +57,36 @@ def save_checkpoint(
 
 
 def clean_stale_temps(run_dir: str | Path) -> None:
-    """Remove half-written checkpoint folders left by a killed job."""
-    root = Path(run_dir) / "checkpoints"
+    """Remove what a killed job left half-written: checkpoint folders and the temp files of atomic
+    writes (`latest`, config.json, metrics.jsonl). Only lift's own temp names are touched."""
+    run = Path(run_dir)
+    root = run / "checkpoints"
     if root.is_dir():
         for p in root.glob(".step-*.tmp-*"):
             shutil.rmtree(p, ignore_errors=True)
+    for folder, name in ((root, LATEST), (run, CONFIG), (run, "metrics.jsonl")):
+        for p in folder.glob(f".{name}.*.tmp"):
+            p.unlink(missing_ok=True)
+
+
+def _step_of(folder: Path) -> int | None:
+    m = re.fullmatch(r"step-(\d+)", folder.name)
+    return int(m.group(1)) if m else None
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    pointer = Path(run_dir) / "checkpoints" / LATEST
-    if not pointer.is_file():
+    """The run's newest checkpoint (weights and config written), or None when it has none.
+
+    The `latest` pointer is a convenience for readers; it can lag (a kill between a checkpoint's
+    rename and the pointer's) or be missing, so the folders themselves decide (they appear only
+    whole: atomic rename).
+    """
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
         return None
-    path = pointer.parent / pointer.read_text().strip()
-    if not (path / WEIGHTS).is_file():
-        raise LiftError(f"{pointer}: points at {path.name}, which has no {WEIGHTS}")
-    return path
+    found = [(step, p) for p in root.iterdir()
+             if (step := _step_of(p)) is not None and (p / WEIGHTS).is_file() and (p / CONFIG).is_file()]  # fmt: skip
+    return max(found)[1] if found else None
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -98,11 +114,29 @@ def load_config(ckpt: str | Path) -> dict[str, Any]:
     return read_json(Path(ckpt) / CONFIG)
 
 
+def load_tensors(path: Path) -> Any:
+    """`torch.load(path, weights_only=True)`: tensors and primitives only, never a pickle of objects."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling fails in many types; a pickle of objects is refused here
+        raise LiftError(_unreadable(path, e)) from None
+
+
+def _unreadable(path: Path, e: Exception) -> str:
+    """Why torch.load(weights_only=True) failed, in lift's words: torch's own advice is to unpickle."""
+    text = str(e)
+    if "Weights only load failed" in text or "weights_only" in text:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        what = f" (e.g. {found.group(1)})" if found else ""
+        return (
+            f"{path}: holds pickled Python objects{what}, not only tensors; lift loads weights-only "
+            "checkpoints only and never unpickles objects. Save the model's state_dict (tensors only)"
+        )
+    return f"{path}: not a readable torch checkpoint (damaged, or another format): {first_line(e)}"
+
+
 def load_state(ckpt: str | Path) -> dict[str, Any]:
     path = Path(ckpt) / STATE
     if not path.is_file():
         raise LiftError(f"{path}: missing; this checkpoint cannot be resumed (weights only)")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling errors come in many types
-        raise LiftError(f"{path}: cannot read training state: {e}") from None
+    return load_tensors(path)

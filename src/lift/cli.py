@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+import warnings
 from types import ModuleType
 
 from lift import __version__
 from lift.commands import discover_modules
-from lift.errors import LiftError
+from lift.errors import OUTPUT_ERRNOS, LiftError, LiftWarning, os_error_message
 
 EPILOG = textwrap.dedent(
     """\
@@ -76,6 +77,19 @@ def _command_in(argv: list[str]) -> str | None:
     return next((a for a in argv if not a.startswith("-")), None)
 
 
+def _one_line_warnings(command: str) -> None:
+    """lift's own warnings read like its errors: one line, no file and line number."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, LiftWarning):
+            print(f"lift {command}: warning: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(_command_in(argv))
@@ -83,10 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0
+    _one_line_warnings(args.command)
     try:
         return int(args._run(args) or 0)
     except LiftError as e:
         print(f"lift {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in OUTPUT_ERRNOS:
+            raise
+        print(f"lift {args.command}: error: {os_error_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lift {args.command}: interrupted", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -19,6 +20,94 @@ from lift.atomic import write_json
 from lift.errors import LiftError
 
 T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """The valid range of a numeric config field (None: unbounded on that side)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def describe(self) -> str:
+        low = f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}" if self.gt is not None else "(-inf"
+        high = f"{self.le:g}]" if self.le is not None else f"{self.lt:g})" if self.lt is not None else "inf)"
+        if high == "inf)" and low != "(-inf":
+            return f">= {self.ge:g}" if self.ge is not None else f"> {self.gt:g}"
+        return f"in {low}, {high}"
+
+    def holds(self, value: float) -> bool:
+        return (
+            math.isfinite(value)
+            and (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+        )
+
+
+def bounded(default: Any, *, ge: float | None = None, gt: float | None = None, le: float | None = None,
+            lt: float | None = None) -> Any:  # fmt: skip
+    """A dataclass field whose value (when not None) must lie in the given range: `check_bounds` refuses
+    others, naming the flag and the range, so 0, negative and NaN values never slip through."""
+    return dataclasses.field(default=default, metadata={"bounds": Bounds(ge=ge, gt=gt, le=le, lt=lt)})
+
+
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def field_bounds(cls: type) -> dict[str, Bounds]:
+    return {f.name: f.metadata["bounds"] for f in dataclasses.fields(cls) if "bounds" in f.metadata}
+
+
+def check_bounds(cfg: Any) -> None:
+    """One-line LiftError for the first field outside its `bounded(...)` range."""
+    for name, bounds in field_bounds(type(cfg)).items():
+        value = getattr(cfg, name)
+        if value is not None and not bounds.holds(value):
+            raise LiftError(f"{flag_name(name)} must be {bounds.describe()}, got {value!r}")
+
+
+def _scalar_type(tp: Any) -> tuple[type, bool] | None:
+    """(int | float | str | bool, optional?) for plain scalar fields; None for anything else."""
+    optional = False
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(tp))
+        if len(args) != 1:
+            return None
+        tp = args[0]
+    return (tp, optional) if tp in (int, float, str, bool) else None
+
+
+def _type_problem(value: Any, tp: Any) -> str | None:
+    scalar = _scalar_type(tp)
+    if scalar is None:
+        return None
+    want, optional = scalar
+    if value is None:
+        return None if optional else f"must be {want.__name__}, got null"
+    ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+    if want is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return None if ok else f"must be {want.__name__}, got {value!r}"
+
+
+def _as_float(value: Any) -> Any:
+    """YAML reads `1e-3` as a string and `1` as an int: both are floats to a float field."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -48,6 +137,10 @@ def config_from_dict(cls: type[T], data: dict[str, Any], *, where: str = "config
         tp = _nested_dataclass(types_[name])
         if tp is not None and isinstance(value, dict):
             value = config_from_dict(tp, value, where=f"{where}.{name}")
+        else:
+            value = _as_float(value) if (_scalar_type(types_[name]) or (None,))[0] is float else value
+            if problem := _type_problem(value, types_[name]):
+                raise LiftError(f"{where}: {name} {problem}")
         kwargs[name] = value
     try:
         return cls(**kwargs)

@@ -9,9 +9,6 @@ gradient across ranks), an AdamW step with warm-up + cosine, and clamps the logi
 from __future__ import annotations
 
 import contextlib
-import json
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,15 +16,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from lift import checkpoint as ckpt
-from lift.atomic import atomic_write
-from lift.config import config_to_dict, save_config
+from lift import run_dir
+from lift.config import bounded, check_bounds, config_to_dict, flag_name, save_config
 from lift.data import imagetext
 from lift.distributed import DistInfo, barrier, init_process_group
-from lift.errors import ErrorPolicy, LiftError
+from lift.errors import ON_ERROR_CHOICES, ErrorPolicy, LiftError
+from lift.identity import check_same_encoder
+from lift.models.base import MIN_TEMPERATURE
 from lift.optim import create_optimizer, default_warmup, lr_at, set_lr
+from lift.train_log import TrainLog
 
 METHODS = ("lift", "clip")
 # Keys that may change between a run and its resume without changing the result (accumulation is
@@ -35,6 +34,7 @@ METHODS = ("lift", "clip")
 RESUME_FREE = {
     "out",
     "resume",
+    "overwrite",
     "workers",
     "save_every",
     "log_every",
@@ -46,6 +46,8 @@ RESUME_FREE = {
 
 @dataclass
 class TrainConfig:
+    """Everything a run depends on; saved as RUN/config.json. Numeric fields carry their valid range."""
+
     method: str = "lift"
     model: str = "vit-tiny"
     train_data: str = ""
@@ -54,28 +56,56 @@ class TrainConfig:
     text_encoder: str | None = None
     caption_field: str = "short"
     out: str = "runs/lift"
-    batch_size: int = 256  # global, over all ranks and accumulation steps
-    samples: int | None = None
-    epochs: float | None = None
-    lr: float = 1e-3
-    weight_decay: float = 0.2
-    beta1: float = 0.9
-    beta2: float = 0.98
-    eps: float = 1e-6
-    warmup: int | None = None  # None: min(500, total_steps // 10)
-    accum_steps: int = 1
+    overwrite: bool = False  # delete an existing run at `out` (one lift made) and start again
+    batch_size: int = bounded(256, ge=1)  # global, over all ranks and accumulation steps
+    samples: int | None = bounded(None, ge=1)
+    epochs: float | None = bounded(None, gt=0)
+    lr: float = bounded(1e-3, gt=0)
+    weight_decay: float = bounded(0.2, ge=0)
+    beta1: float = bounded(0.9, ge=0, lt=1)
+    beta2: float = bounded(0.98, ge=0, lt=1)
+    eps: float = bounded(1e-6, gt=0)
+    warmup: int | None = bounded(None, ge=0)  # None: min(500, total_steps // 10)
+    accum_steps: int = bounded(1, ge=1)
     loss: str = "infonce"
-    init_temperature: float | None = None  # None: the loss's default (0.07 for infonce)
-    head_depth: int = 2
-    embed_dim: int | None = None  # LIFT: the store's dim; CLIP: 512 when None
-    text_context_length: int = 77
+    init_temperature: float | None = bounded(None, ge=MIN_TEMPERATURE, le=1)  # None: the loss's default
+    head_depth: int = bounded(2, ge=1)
+    embed_dim: int | None = bounded(None, ge=1)  # LIFT: the store's dim; CLIP: 512 when None
+    text_context_length: int = bounded(77, ge=2)  # CLIP: start and end tokens at least
     grad_checkpointing: bool = False
-    seed: int = 0
-    workers: int = 0
-    save_every: int = 1000
-    log_every: int = 10
+    seed: int = bounded(0, ge=0)
+    workers: int = bounded(0, ge=0)
+    save_every: int = bounded(1000, ge=1)
+    log_every: int = bounded(10, ge=1)
     on_error: str = "stop"
     resume: str | None = None  # "latest" or a checkpoint folder
+
+    def validate(self) -> None:
+        """One-line errors for values out of range or unknown names, before any work starts."""
+        from lift.data.imagetext import CAPTION_FIELDS
+        from lift.losses import LOSS_REGISTRY
+        from lift.models import list_models
+
+        check_bounds(self)
+        choices = {"method": METHODS, "model": list_models(), "loss": sorted(LOSS_REGISTRY),
+                   "caption_field": CAPTION_FIELDS, "on_error": ON_ERROR_CHOICES}  # fmt: skip
+        for name, known in choices.items():
+            if getattr(self, name) not in known:
+                raise LiftError(
+                    f"{flag_name(name)} must be one of {', '.join(known)}, got {getattr(self, name)!r}"
+                )
+        if not self.train_data:
+            raise LiftError(
+                "--train-data is required: tar shards (folder, glob, brace pattern) or an image folder"
+            )
+        if (self.samples is None) == (self.epochs is None):
+            raise LiftError(
+                "give one budget: --samples N or --epochs E" + (", not both" if self.samples else "")
+            )
+        if self.batch_size % self.accum_steps:
+            raise LiftError(
+                f"--batch-size {self.batch_size} must be a multiple of --accum-steps {self.accum_steps}"
+            )
 
 
 class StepForward(nn.Module):
@@ -142,14 +172,6 @@ def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, where: Path) -> No
         raise LiftError(f"cannot resume from {where}: the config differs ({'; '.join(diff)})")
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop rows logged after the checkpoint we resume from (they will be logged again)."""
-    if path.is_file():
-        rows = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-        with atomic_write(path, "w") as f:
-            f.write("".join(r + "\n" for r in rows))
-
-
 def _equalize(batch: dict[str, Any], info: DistInfo, device: torch.device) -> dict[str, Any]:
     """Under --on-error skip ranks may hold different counts; trim to the smallest (gathers need equal sizes)."""
     n = torch.tensor([len(batch["keys"])], device=device)
@@ -158,14 +180,6 @@ def _equalize(batch: dict[str, Any], info: DistInfo, device: torch.device) -> di
     if k == len(batch["keys"]):
         return batch
     return {name: (v[:k] if name != "errors" else v) for name, v in batch.items()}
-
-
-def _tensorboard(run: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # optional: TensorBoard is not a dependency
-        return None
-    return SummaryWriter(str(run / "tensorboard"))
 
 
 def forward_backward(
@@ -203,67 +217,26 @@ def forward_backward(
     return loss.detach()
 
 
-class _Log:
-    """Progress bar, RUN/metrics.jsonl and TensorBoard (when installed); quiet on non-main ranks."""
-
-    def __init__(self, run: Path, *, total: int, start: int, method: str, is_main: bool) -> None:
-        self.is_main = is_main
-        self.bar = tqdm(total=total, initial=start, disable=not is_main, desc=f"train {method}", unit="step",
-                        file=sys.stderr, dynamic_ncols=True)  # fmt: skip
-        self.file = open(run / "metrics.jsonl", "a") if is_main else None  # noqa: SIM115 (closed in close())
-        self.tb = _tensorboard(run) if is_main else None
-        self.tick, self.images = time.perf_counter(), 0
-
-    def step(self, images: int) -> None:
-        self.images += images
-        self.bar.update(1)
-
-    def row(self, step: int, *, loss: float, lr: float, logit_scale: float, samples: int) -> None:
-        now = time.perf_counter()
-        row = {"step": step, "loss": loss, "lr": lr, "logit_scale": logit_scale,
-               "img_per_s": self.images / max(now - self.tick, 1e-9), "samples": samples}  # fmt: skip
-        self.tick, self.images = now, 0
-        self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", scale=f"{logit_scale:.1f}",
-                             img_s=f"{row['img_per_s']:.0f}")  # fmt: skip
-        if self.file:
-            self.file.write(json.dumps(row) + "\n")
-            self.file.flush()
-        if self.tb:
-            for name in ("loss", "lr", "logit_scale", "img_per_s"):
-                self.tb.add_scalar(f"train/{name}", row[name], step)
-
-    def note(self, message: str) -> None:
-        if self.is_main:
-            self.bar.write(message)
-
-    def close(self) -> None:
-        self.bar.close()
-        for f in (self.file, self.tb):
-            if f:
-                f.close()
-
-
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) training as configured; returns a summary dict."""
     from lift.losses import create_loss
     from lift.models import create_model, get_tokenizer
 
-    if cfg.method not in METHODS:
-        raise LiftError(f"--method must be one of {METHODS}, got {cfg.method!r}")
-    if cfg.accum_steps < 1 or cfg.batch_size % cfg.accum_steps:
-        raise LiftError(
-            f"--batch-size {cfg.batch_size} must be a multiple of --accum-steps {cfg.accum_steps}"
-        )
+    cfg.validate()
+    run = Path(cfg.out)
+    replace = run_dir.check_run_dir(run, resume=cfg.resume, overwrite=cfg.overwrite,
+                                    sources=[s for s in (cfg.train_data, cfg.store, cfg.metadata) if s])  # fmt: skip
+    resume_from = run_dir.resume_point(run, cfg.resume) if not replace else None
     info = init_process_group()
     device = torch.device(f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu")
     policy = ErrorPolicy(cfg.on_error)
-    run = Path(cfg.out)
 
-    samples = imagetext.build_index(cfg.train_data, cfg.metadata)
+    index = imagetext.index_data(cfg.train_data, cfg.metadata)
     store, prov = None, {"text_identity": None, "text_encoder_path": None, "store_dim": None}
     if cfg.method == "lift":
         store, prov = _open_lift_store(cfg)
-        samples = imagetext.join_store(samples, store, policy)
+    # one rule for both methods: each bad sample through the policy once, before training
+    samples = imagetext.select_samples(index, store=store, caption_field=cfg.caption_field, policy=policy)
     total_steps = imagetext.total_steps_for(
         len(samples), cfg.batch_size, samples=cfg.samples, epochs=cfg.epochs
     )
@@ -281,18 +254,21 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     meta = {"train": config_to_dict(cfg), "model": config_to_dict(model_cfg), **prov}
 
     start = 0
-    ckpt.clean_stale_temps(run)
-    resume_from = ckpt.latest_checkpoint(run) if cfg.resume == "latest" else cfg.resume and Path(cfg.resume)
     if resume_from:  # `--resume latest` with no checkpoint yet starts fresh: the same command reruns a job
-        _check_resumable(ckpt.load_config(resume_from)["train"], cfg, resume_from)
+        saved = ckpt.load_config(resume_from)
+        _check_resumable(saved["train"], cfg, resume_from)
+        if cfg.method == "lift":  # the same store path may hold other vectors now
+            check_same_encoder(saved.get("text_identity") or {}, prov["text_identity"],
+                               expected_from=f"checkpoint {resume_from}", found_from=f"store {cfg.store}")  # fmt: skip
         model.load_state_dict(ckpt.load_weights(resume_from))
         state = ckpt.load_state(resume_from)
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng_cpu"])
         start, policy.skipped = int(state["step"]), int(state["skipped"])
     if info.is_main:
+        run_dir.open_run_dir(run, replace=replace)
         save_config(cfg, run / "config.json")
-        _truncate_metrics(run / "metrics.jsonl", start)
+        run_dir.truncate_metrics(run, start)
     barrier()
 
     net = StepForward(model, cfg.method)
@@ -321,7 +297,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             ckpt.save_checkpoint(run, step, model.state_dict(), meta, state)
         barrier()
 
-    log = _Log(run, total=total_steps, start=start, method=cfg.method, is_main=info.is_main)
+    log = TrainLog(run, total=total_steps, start=start, method=cfg.method, is_main=info.is_main)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     micro = cfg.batch_size // info.world_size // cfg.accum_steps
     skipped_at_epoch, epoch_skips = policy.skipped, {}
@@ -376,5 +352,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     return {
         "method": cfg.method, "steps": total_steps, "samples": total_steps * cfg.batch_size,
         "skipped": policy.skipped, "skipped_per_epoch": epoch_skips,
+        "unused": sum(index.unused.values()), "unused_note": index.unused_note(),
         "checkpoint": str(run / "checkpoints" / ckpt.checkpoint_name(total_steps)),
     }  # fmt: skip

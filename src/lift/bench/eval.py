@@ -71,8 +71,8 @@ def bench_checkpoint(run_dir: Path, device: str) -> Any:
 def reference_accuracy(model: Any, folder: Path, device: str) -> tuple[dict[str, float], int]:
     """The official script's way: per pair, open and embed the image, then each caption on its own."""
     import torch
-    from PIL import Image
 
+    from lift.data.images import load_rgb
     from lift.errors import ErrorPolicy
     from lift.evaluate.formats import read_sugarcrepe_file
     from lift.evaluate.results import SUGARCREPE_SUBSETS
@@ -84,8 +84,7 @@ def reference_accuracy(model: Any, folder: Path, device: str) -> tuple[dict[str,
             correct = 0
             items = read_sugarcrepe_file(folder / f"{subset}.json", ErrorPolicy())
             for it in items:
-                with Image.open(folder / "images" / it.filename) as im:
-                    pixels = model.preprocess(im.convert("RGB"))[None].to(device)
+                pixels = model.preprocess(load_rgb(folder / "images" / it.filename))[None].to(device)
                 img = model.encode_image(pixels, normalize=True).float().cpu()  # [1, D]
                 pos = model.encode_text([it.caption], normalize=True).float().cpu()  # [1, D]
                 neg = model.encode_text([it.negative_caption], normalize=True).float().cpu()  # [1, D]

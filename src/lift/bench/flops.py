@@ -5,7 +5,9 @@ torch.utils.flop_counter.FlopCounterMode on the meta device (exact op shapes, no
 `vit-b16` costs nothing): CLIP trains the image tower and a text tower on n tokens; LIFT trains
 the image tower + MLP head against a stored vector, so its cost does not depend on n. Only
 matmul-like ops (linear, conv, attention) are counted, as FlopCounterMode does; a multiply-add
-is 2 FLOPs. Also reported: the one-off offline cost of embedding one caption of n tokens with the
+is 2 FLOPs. Fused attention kernels torch has no formula for (the CPU flash kernel among them) are
+registered on import (lift.bench.flop_formulas), so attention counts the same whichever kernel
+runs. Also reported: the one-off offline cost of embedding one caption of n tokens with the
 frozen text encoder (forward only) and the epochs after which LIFT's savings repay it.
 
 Peak memory of one training step (after a warm-up step, so AdamW's state exists): on CUDA
@@ -30,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from lift.bench.flop_formulas import register_fused_attention_formulas
 from lift.errors import LiftError
 from lift.losses import LOSS_REGISTRY, create_loss
 from lift.models import ModelConfig, create_model, list_models
@@ -37,6 +40,9 @@ from lift.models import ModelConfig, create_model, list_models
 NAME = "flops"
 HELP = "FLOPs and peak memory of one training step, CLIP vs LIFT, against caption length"
 MB = 2**20
+
+# Before any counter exists: FlopCounterMode copies torch's formula registry when it is created.
+register_fused_attention_formulas()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

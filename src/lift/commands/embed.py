@@ -1,10 +1,14 @@
 """Embed every caption once with the frozen text encoder, into an embedding store.
 
 Reads parquet, JSONL, CSV/TSV or webdataset tar shards (`KEY.txt` members); each input file
-becomes one store shard, in order, so store shard i lines up with image shard i. The store
-records the encoder's identity (folder name, weights hash, pooling, max tokens, instruction), and
-training refuses a store made by another encoder. Rerunning the same command skips finished
-shards (safe after a crash or kill). Under torchrun each rank embeds its share of the shards.
+becomes one store shard, in order, so store shard i lines up with image shard i. A folder gives one
+file per shard: an img2dataset folder is read from its tars (`--format parquet`: its parquets), and
+its `*_stats.json` are ignored. The store records the encoder's identity (folder name, weights hash,
+pooling, max tokens, instruction), and training refuses a store made by another encoder.
+Rerunning the same command skips finished shards (safe after a crash or kill); a rerun whose input
+files, fields, format or encoder settings differ is refused (write to a new --out). The summary
+counts skipped rows, captions truncated at --max-tokens, and input files lost or cut short.
+Under torchrun each rank embeds its share of the shards.
 
 Examples:
   lift embed 'data/train/*.parquet' --caption-field re_caption --out emb/recap
@@ -50,7 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="auto: the folder's sentence-transformers pooling, else last (decoders) or mean",
     )
-    enc.add_argument("--max-tokens", type=int, default=77, help="truncate captions to this many tokens")
+    enc.add_argument(
+        "--max-tokens",
+        type=int,
+        default=77,
+        help="truncate captions to this many tokens (at most the model's limit)",
+    )
     enc.add_argument(
         "--instruction", default="", help="text prepended to every caption (instruction-tuned embedders)"
     )
@@ -85,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="fmt",
         choices=("auto", *CAPTION_SOURCES),
         default="auto",
-        help="input format (auto: from the file suffix)",
+        help="input format (auto: from the file suffix; in a folder holding tars and parquets, the tars)",
     )
     data.add_argument("--store-dtype", choices=STORE_DTYPES, default="float16")
     data.add_argument(
@@ -98,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lift.embed import embed_captions, summary_line
+    from lift.embed import embed_captions, summary_line, summary_notes
 
     summary = embed_captions(
         sources=args.sources, out=args.out, encoder=args.encoder, pooling=args.pooling, max_length=args.max_tokens,
@@ -109,6 +118,6 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if summary["rows_in_store"] is not None:  # only rank 0 prints
         print(summary_line(summary))
-        for example in summary["skipped_examples"]:
-            print(f"  skipped: {example}")
+        for note in summary_notes(summary):
+            print(note)
     return 0

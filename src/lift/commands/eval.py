@@ -22,7 +22,8 @@ import argparse
 import json
 from pathlib import Path
 
-from lift.errors import ON_ERROR_CHOICES, ErrorPolicy
+from lift.commands.argtypes import int_at_least, nonnegative_int, positive_int
+from lift.errors import ON_ERROR_CHOICES, ErrorPolicy, LiftError
 
 NAME = "eval"
 HELP = "evaluate a checkpoint: SugarCrepe, zero-shot classification, retrieval; compare results"
@@ -47,22 +48,28 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="a run folder (its latest checkpoint), a checkpoint folder, or a reference-layout .pt",
     )  # fmt: skip
     g = p.add_argument_group(
-        "reference .pt checkpoints", "they record no text encoder (LIFT) and no pooling: name them here"
+        "reference .pt checkpoints",
+        "they record no text encoder (LIFT), head counts or pooling: name them here (docs/interop.md)",
     )
-    g.add_argument("--text-encoder", default=None, help="LIFT: the frozen encoder's Hugging Face folder")
+    g.add_argument(
+        "--text-encoder", default=None,
+        help="LIFT: the frozen encoder's Hugging Face folder ('default': the packaged all-MiniLM-L6-v2); "
+        "also names a moved encoder folder of a lift checkpoint",
+    )  # fmt: skip
     g.add_argument("--pooling", default=None, help="its pooling: mean, cls, last-token or model")
-    g.add_argument("--max-tokens", type=int, default=None, help="its caption truncation (default 77)")
+    g.add_argument(
+        "--max-tokens", type=int_at_least(2), default=None, help="its caption truncation (default 77)"
+    )
     g.add_argument("--instruction", default=None, help="its instruction prefix (default none)")
     g.add_argument(
         "--trust-remote-code", action="store_true", help="run the encoder's own code (NV-Embed-V2)"
     )
-    g.add_argument("--vision-pool", choices=("avg", "tok"), default=None,
-                   help="the ViT's pooling (default: avg for LIFT, tok for CLIP)")  # fmt: skip
+    add_reference_arguments(g)
     p.add_argument(
-        "--batch-size", type=int, default=256, help="images / texts per forward pass (default 256)"
+        "--batch-size", type=positive_int, default=256, help="images / texts per forward pass (default 256)"
     )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--workers", type=int, default=2, help="image decoding processes (default 2)")
+    p.add_argument("--workers", type=nonnegative_int, default=2, help="image decoding processes (default 2)")
     p.add_argument("--cache-dir", default=None, help="text embedding cache folder (default ~/.cache/lift)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the text embedding cache")
     p.add_argument(
@@ -71,6 +78,32 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="write the result JSON here")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_reference_arguments(g: argparse._ActionsContainer) -> None:
+    """What a reference `.pt` does not record about its architecture (shared with `lift export`)."""
+    g.add_argument(
+        "--model-config", metavar="FILE", default=None,
+        help="an open_clip model config JSON giving head counts and pooling (default: open_clip_config.json "
+        "or NAME.json beside NAME.pt, or open_clip's trainer's params.txt)",
+    )  # fmt: skip
+    g.add_argument(
+        "--vision-heads", type=positive_int, metavar="N", default=None,
+        help="the ViT's attention heads (needed without a model config, except for ViT-B/16's 768 width)",
+    )  # fmt: skip
+    g.add_argument(
+        "--text-heads", type=positive_int, metavar="N", default=None,
+        help="CLIP: the text tower's heads (needed without a model config, except for a 512-wide tower)",
+    )  # fmt: skip
+    g.add_argument("--vision-pool", choices=("avg", "tok"), default=None,
+                   help="the ViT's pooling (default: the model config's, else avg for LIFT, tok for CLIP)")  # fmt: skip
+
+
+def reference_kwargs(args: argparse.Namespace) -> dict:
+    """`lift.load`'s reference-`.pt` arguments the user gave."""
+    given = {"vision_pool": args.vision_pool, "model_config": args.model_config,
+             "vision_heads": args.vision_heads, "text_heads": args.text_heads}  # fmt: skip
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,12 +166,33 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_result(path: Path) -> bool:
+    """True when `path` is a lift eval result JSON (which a rerun may replace)."""
+    from lift.evaluate.results import read_result
+
+    try:
+        read_result(path)
+    except (LiftError, OSError, ValueError):
+        return False
+    return True
+
+
+def _check_out(path: Path) -> None:
+    """--out: a new file in a writable folder, or an earlier lift eval result (which is replaced)."""
+    from lift.outputs import check_output_file
+
+    check_output_file(path, flag="--out", replaceable=_is_result, what="a lift eval result JSON")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.task == "compare":
         return _compare(args)
     from lift.evaluate import EvalContext, evaluate_checkpoint
     from lift.evaluate.results import markdown_table, write_result
     from lift.evaluate.text_cache import TextEmbeddingCache, default_cache_path
+
+    if args.out:  # before any work: results are never computed and then lost
+        _check_out(Path(args.out))
 
     cache = None
     if not args.no_cache:
@@ -151,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     load_kwargs = {
         "text_encoder_path": args.text_encoder, "pooling": args.pooling, "max_tokens": args.max_tokens,
-        "instruction": args.instruction, "vision_pool": args.vision_pool,
+        "instruction": args.instruction, **reference_kwargs(args),
     }  # fmt: skip
     load_kwargs = {k: v for k, v in load_kwargs.items() if v is not None}
     if args.trust_remote_code:

@@ -18,6 +18,11 @@ Examples:
   lift export lift_vitb16_datacomp.pt --format hf-clip-vision --out exports/lift-b16-hf
   lift export runs/clip-demo/checkpoints/step-001000 --format open_clip --out exports/clip-demo
   lift export clip_vitb16_datacomp.pt --format open_clip --out exports/clip-b16 --overwrite
+  lift export logs/run/checkpoints/epoch_32.pt --format open_clip --out exports/run   # reads logs/run/params.txt
+  lift export tiny.pt --vision-heads 4 --text-heads 4 --format open_clip --out exports/tiny
+
+--overwrite replaces only a folder an earlier `lift export` wrote (it holds a .lift-output.json marker),
+and never the source, a folder holding it, or the working directory.
 
 Then, in Python:
   transformers.CLIPVisionModel.from_pretrained("exports/lift-demo-hf")
@@ -27,6 +32,8 @@ Then, in Python:
 from __future__ import annotations
 
 import argparse
+
+from lift.commands.eval import add_reference_arguments, reference_kwargs
 
 NAME = "export"
 HELP = "export a model: Hugging Face CLIPVisionModel (LLaVA vision tower) or open_clip folder"
@@ -45,12 +52,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", required=True, help="the folder to write (written aside, then renamed into place)"
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument(
-        "--vision-pool",
-        choices=("avg", "tok"),
-        default=None,
-        help="a reference .pt's ViT pooling (default: avg for LIFT, tok for CLIP, as open_clip's ViT-B-16)",
+        "--overwrite", action="store_true",
+        help="replace --out if it exists and is an earlier lift export (never the source, nor a folder "
+        "holding it or the working directory)",
+    )  # fmt: skip
+    add_reference_arguments(
+        parser.add_argument_group(
+            "reference .pt checkpoints", "what their weights do not say (docs/interop.md)"
+        )
     )
 
 
@@ -58,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from lift.interop.export import export_model
 
     report = export_model(
-        args.source, fmt=args.format, out=args.out, overwrite=args.overwrite, vision_pool=args.vision_pool
+        args.source, fmt=args.format, out=args.out, overwrite=args.overwrite, **reference_kwargs(args)
     )
     print(f"exported {report.exported} to {report.out} ({args.format}): {', '.join(report.files)}")
     print(f"load it with: {report.usage}")

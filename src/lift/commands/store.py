@@ -62,6 +62,7 @@ def store_summary(path: str) -> dict:
         "dtype": store.dtype,
         "bytes": store.nbytes,
         "skipped": m["skipped"],
+        "truncated": m.get("truncated"),  # stores written before lift counted truncation lack it
         "format_version": m["version"],
         "identity": store.identity,
         "sources": len(m.get("sources") or []),
@@ -75,11 +76,19 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps(s))
         return 0
     print(f"store      {s['path']} (format version {s['format_version']})")
-    print(f"rows       {s['rows']:,} in {s['shards']:,} shards ({s['skipped']:,} input rows skipped)")
+    cut, limit = s["truncated"], s["identity"].get("max_length")
+    cut = "" if cut is None else f", {cut:,} truncated" + (f" at {limit} tokens" if limit else "")
+    print(f"rows       {s['rows']:,} in {s['shards']:,} shards ({s['skipped']:,} input rows skipped{cut})")
     print(f"vectors    {s['dim']}-d {s['dtype']}, {_human(s['bytes'])} on disk ({s['bytes']:,} bytes)")
     print("encoder    " + ", ".join(f"{k}={v}" for k, v in s["identity"].items()))
     if s["sources"]:
-        print(f"sources    {s['sources']:,} input files")
+        read = {
+            k: v
+            for k, v in s["extra"].items()
+            if k in ("fmt", "key_field", "caption_field") and v not in (None, "auto")
+        }
+        how = f" ({', '.join(f'{k}={v}' for k, v in read.items())})" if read else ""
+        print(f"sources    {s['sources']:,} input files{how}")
     return 0
 
 

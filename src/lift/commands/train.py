@@ -35,7 +35,8 @@ _HELP = {
     "store": "embedding store (LIFT): samples join their embedding by key",
     "text_encoder": "the run's frozen text encoder ('default' or a folder); checked against the store",
     "caption_field": "CLIP captions: short (org_caption/.txt), long (re_caption) or random per sample",
-    "out": "run folder",
+    "out": "run folder (new; an existing run needs --resume latest or --overwrite)",
+    "overwrite": "delete the run at --out (one lift made) and start again",
     "batch_size": "global batch (all ranks and accumulation steps together)",
     "samples": "budget: total samples seen",
     "epochs": "budget: passes over the data (instead of --samples)",
@@ -50,7 +51,8 @@ _HELP = {
     "workers": "DataLoader worker processes",
     "save_every": "checkpoint every N steps (and always at the end)",
     "log_every": "metrics row every N steps",
-    "resume": "'latest' (starts fresh when there is no checkpoint yet) or a checkpoint folder",
+    "resume": "'latest': continue the run at --out from its newest checkpoint (starts fresh when there is none "
+    "yet), or a checkpoint folder",
 }
 _CHOICES = {
     "method": ("lift", "clip"),
@@ -64,33 +66,47 @@ def _base_type(tp: typing.Any) -> typing.Any:
     return args[0] if args else tp
 
 
+def _help(f: dataclasses.Field, bounds: typing.Any) -> str:
+    text = _HELP.get(f.name, "")
+    if bounds is not None:
+        text += f" ({bounds.describe()})"
+    return f"{text} (default: {f.default})".strip()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from lift.config import field_bounds
     from lift.train import TrainConfig
 
-    parser.add_argument("--config", help="YAML/JSON file of TrainConfig keys (flags override it)")
+    parser.add_argument("--config", help="YAML/JSON file of TrainConfig keys (flags given here override it)")
     hints = typing.get_type_hints(TrainConfig)
+    bounds = field_bounds(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         tp = _base_type(hints[f.name])
-        kw: dict[str, typing.Any] = {"dest": f.name, "default": None}
-        help_ = _HELP.get(f.name, "")
+        # SUPPRESS: only flags the user gives reach the config, so 0 and False are honoured and beat the YAML
+        kw: dict[str, typing.Any] = {
+            "dest": f.name,
+            "default": argparse.SUPPRESS,
+            "help": _help(f, bounds.get(f.name)),
+        }
         if tp is bool:
-            parser.add_argument(flag, action="store_true", help=help_, **kw)
-            continue
-        parser.add_argument(
-            flag, type=tp, choices=_CHOICES.get(f.name), help=f"{help_} (default: {f.default})".strip(), **kw
-        )
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        else:
+            parser.add_argument(flag, type=tp, choices=_CHOICES.get(f.name), **kw)
 
 
 def run(args: argparse.Namespace) -> int:
     from lift.train import TrainConfig, train
 
     cfg = load_config(TrainConfig, args.config)
-    given = {k: v for k, v in vars(args).items() if k in config_to_dict(cfg) and v not in (None, False)}
-    cfg = config_from_dict(TrainConfig, {**config_to_dict(cfg), **given})
+    fields = config_to_dict(cfg)
+    given = {k: v for k, v in vars(args).items() if k in fields}
+    cfg = config_from_dict(TrainConfig, {**fields, **given})
     summary = train(cfg)
     if not dist_info().is_main:
         return 0
+    if summary["unused_note"]:
+        print(f"note: {summary['unused_note']}", file=sys.stderr)
     skipped = f", skipped {summary['skipped']} bad samples" if summary["skipped"] else ""
     print(
         f"trained {summary['method']} for {summary['steps']} steps ({summary['samples']} samples){skipped}; "

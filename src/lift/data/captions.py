@@ -1,25 +1,35 @@
 """Caption sources: parquet, JSONL, CSV/TSV and webdataset tar shards, each file read as one shard.
 
 A source reader yields (row, key, caption) with raw values (rows count data rows from 0); `read_captions` checks every row
-(a key, a non-empty caption, no repeated key) and applies the stop/skip policy to bad ones.
+(a key, a usable caption as `lift.data.samples.caption_problem` decides, no repeated key) and applies the stop/skip policy
+to bad ones. Text files are decoded row by row (a bad byte spoils its row, not the file) and CSV is parsed strictly
+(an open quote or a wrong number of fields is a bad row, named by its line).
 
-    keys, captions, skipped = read_captions("shard-00000.parquet", policy=ErrorPolicy("skip"))
+    keys, captions, skipped, lost = read_captions("shard-00000.parquet", policy=ErrorPolicy("skip"))
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import os
 import tarfile
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
-from lift.data.paths import expand_paths, is_url
+from lift.data.paths import expand_paths, is_url, shard_name
+from lift.data.samples import caption_problem, member_kind, split_key
+from lift.data.tars import check_tar_end
 from lift.errors import ErrorPolicy, LiftError
 
 Row = tuple[int, Any, Any]  # (row number, key, caption) as found in the file
 Reader = Callable[[str, str, str], Iterator[Row]]
+# bad bytes become lone surrogates, so one bad byte spoils one row (caught by `_row_problem`), not the file
+TEXT_ENCODING = {"encoding": "utf-8-sig", "errors": "surrogateescape"}
 
 
 @dataclass(frozen=True)
@@ -76,7 +86,7 @@ def read_parquet(path: str, key_field: str, caption_field: str) -> Iterator[Row]
 @register_source("jsonl", (".jsonl", ".ndjson", ".json"))
 def read_jsonl(path: str, key_field: str, caption_field: str) -> Iterator[Row]:
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, **TEXT_ENCODING) as f:
             for row, line in enumerate(f):
                 if not line.strip():
                     continue
@@ -92,22 +102,81 @@ def read_jsonl(path: str, key_field: str, caption_field: str) -> Iterator[Row]:
                     obj[caption_field] if caption_field in obj else ValueError(f"no field {caption_field!r}")
                 )
                 yield row, obj.get(key_field), caption
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise LiftError(f"{path}: cannot read JSONL: {e}") from None
 
 
+class _Lines:
+    """A file's lines for `csv.reader`, remembering those of the record being parsed: after a bad record
+    (an open quote swallows the lines after it) parsing resumes at the line after the record's first."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self.source, self.pending = iter(lines), deque[str]()
+        self.record: list[str] = []
+        self.next_line = 1  # 1-based number of the line __next__ returns
+        self.record_line = 1
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.pending.popleft() if self.pending else next(self.source)
+        self.record.append(line)
+        self.next_line += 1
+        return line
+
+    def start_record(self) -> int:
+        self.record, self.record_line = [], self.next_line
+        return self.record_line
+
+    def resume_after_first_line(self) -> None:
+        self.pending.extendleft(reversed(self.record[1:]))
+        self.next_line -= len(self.record[1:])
+        self.record = []
+
+
 def _read_delimited(path: str, key_field: str, caption_field: str, delimiter: str) -> Iterator[Row]:
+    kind = "TSV" if delimiter == "\t" else "CSV"
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f, delimiter=delimiter)
-            names = list(reader.fieldnames or [])
+        with open(path, newline="", **TEXT_ENCODING) as f:
+            lines = _Lines(f)
+            reader = csv.reader(lines, delimiter=delimiter, strict=True)
+            try:
+                names = next(reader, [])
+            except csv.Error as e:
+                raise LiftError(f"{path}: cannot read the {kind} header (line 1): {e}") from None
             for field, what in ((key_field, "key-field"), (caption_field, "caption-field")):
                 if field not in names:
                     raise _missing(path, what, field, names)
-            for row, rec in enumerate(reader):
-                yield row, rec.get(key_field), rec.get(caption_field)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise LiftError(f"{path}: cannot read {'TSV' if delimiter == chr(9) else 'CSV'}: {e}") from None
+                if names.count(field) > 1:
+                    raise LiftError(
+                        f"{path}: column {field!r} appears {names.count(field)} times in the header"
+                    )
+            ki, ci = names.index(key_field), names.index(caption_field)
+            row = 0
+            while True:
+                line = lines.start_record()
+                try:
+                    fields = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as e:
+                    # strict parsing: an unclosed quote would otherwise merge the next rows into this caption
+                    yield row, None, ValueError(f"line {line}: malformed {kind} ({e}; an unclosed quote?)")
+                    lines.resume_after_first_line()
+                    row += 1
+                    continue
+                if not fields:  # a blank line
+                    continue
+                if len(fields) != len(names):
+                    key = fields[ki] if ki < len(fields) else None
+                    problem = f"line {line}: {len(fields)} fields where the header has {len(names)}"
+                    yield row, key, ValueError(problem)
+                else:
+                    yield row, fields[ki], fields[ci]
+                row += 1
+    except OSError as e:
+        raise LiftError(f"{path}: cannot read {kind}: {e}") from None
 
 
 @register_source("csv", (".csv",))
@@ -122,46 +191,49 @@ def read_tsv(path: str, key_field: str, caption_field: str) -> Iterator[Row]:
 
 @register_source("wds", (".tar",), key_field="__key__", caption_field="txt")
 def read_wds(path: str, key_field: str, caption_field: str) -> Iterator[Row]:
-    """`KEY.txt` members of a webdataset tar (as img2dataset writes them); keys are webdataset's
-    `__key__` (the member path up to the first dot of its name). Images are not read."""
+    """Caption members of a webdataset tar (as img2dataset writes them), keyed as webdataset and
+    `lift train` key them (`lift.data.samples.split_key`): `dir/KEY.txt` and `dir/KEY.v2.txt` are both
+    the txt caption of `dir/KEY` (the extension's last part decides). A key with two caption members
+    is a bad row. Images are not read."""
     from webdataset import gopen
 
     if key_field != "__key__":
         raise LiftError(
             f"{path}: webdataset shards are keyed by __key__; --key-field {key_field!r} is not supported"
         )
-    suffix = "." + caption_field
     row = 0
     try:
         with gopen(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
-            for member in tar:
-                name = member.name
-                base = name.rsplit("/", 1)[-1]
-                if not member.isfile() or "." not in base or base.startswith("."):
-                    continue
-                key = name[: len(name) - len(base)] + base.split(".", 1)[0]
-                if base[len(base.split(".", 1)[0]) :] != suffix:
-                    continue
-                data = tar.extractfile(member).read()
-                try:
-                    yield row, key, data.decode("utf-8")
-                except UnicodeDecodeError:
-                    yield row, key, ValueError("caption is not UTF-8 text")
+            # webdataset groups consecutive members by key into one sample; so do we
+            for key, group in itertools.groupby(_caption_members(tar, caption_field), key=lambda m: m[0]):
+                found = list(group)
+                if len(found) > 1:
+                    names = ", ".join(name for _, name, _ in found)
+                    yield row, key, ValueError(f"{len(found)} caption members ({names}); keep only one")
+                else:
+                    try:
+                        yield row, key, found[0][2].decode("utf-8")
+                    except UnicodeDecodeError:
+                        yield row, key, ValueError("caption is not UTF-8 text")
                 row += 1
             end = tar.offset
         if not is_url(path):
-            _check_tar_end(path, end)
+            check_tar_end(path, end)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise LiftError(f"{path}: cannot read tar (after {row} captions): {e}") from None
 
 
-def _check_tar_end(path: str, offset: int) -> None:
-    """tarfile ends quietly at a header cut short; a complete tar has its zero end blocks there."""
-    with open(path, "rb") as f:
-        f.seek(offset)
-        marker = f.read(2 * tarfile.BLOCKSIZE)
-    if len(marker) < 2 * tarfile.BLOCKSIZE or marker.strip(b"\0"):
-        raise tarfile.ReadError(f"truncated at byte {offset} (no end-of-archive marker)")
+def _caption_members(tar: tarfile.TarFile, caption_field: str) -> Iterator[tuple[str, str, bytes]]:
+    """(key, member name, bytes) of each caption member, in tar order."""
+    want = caption_field.lower()
+    for member in tar:
+        split = split_key(member.name) if member.isfile() else None
+        if split is None:
+            continue
+        key, ext = split
+        # `--caption-field v2.txt` picks that exact extension, `txt` every *.txt member
+        if ext.lower() == want or member_kind(ext) == want:
+            yield key, member.name, tar.extractfile(member).read()
 
 
 def source_for(path: str, fmt: str = "auto") -> CaptionSource:
@@ -181,20 +253,40 @@ def caption_suffixes() -> tuple[str, ...]:
     return tuple(s for src in CAPTION_SOURCES.values() for s in src.suffixes)
 
 
+def _not_utf8(value: Any) -> bool:
+    """Text holding undecodable bytes (read with surrogateescape)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _row_problem(key: Any, caption: Any, seen: set[str]) -> str | None:
     if isinstance(caption, ValueError):
         return str(caption)
     if key is None or (isinstance(key, str) and not key.strip()):
         return "missing key"
-    if caption is None:
-        return "missing caption"
-    if not isinstance(caption, str):
-        return f"caption is {type(caption).__name__}, not text"
-    if not caption.strip():
-        return "empty caption"
+    problem = caption_problem(caption)  # the one rule embed and both training methods share
+    if problem:
+        return problem
+    if _not_utf8(key) or _not_utf8(caption):
+        return f"{'key' if _not_utf8(key) else 'caption'} is not valid UTF-8 text"
     if str(key) in seen:
         return f"key {str(key)!r} appears twice"
     return None
+
+
+class Captions(NamedTuple):
+    """What one caption file gave: its good rows, how many rows were skipped, and why the file could
+    not be read to its end (None when it was), under `--on-error skip`."""
+
+    keys: list[str]
+    captions: list[str]
+    skipped: int
+    lost: str | None = None
 
 
 def read_captions(
@@ -204,18 +296,19 @@ def read_captions(
     key_field: str | None = None,
     caption_field: str | None = None,
     policy: ErrorPolicy | None = None,
-) -> tuple[list[str], list[str], int]:
-    """(keys, captions, skipped) of one file; a bad row is named (file, row, key) and stops or is skipped.
+) -> Captions:
+    """(keys, captions, skipped rows, lost) of one file; a bad row is named (file, row, key) and stops or
+    is skipped and counted.
 
-    A file that cannot be read at all (or breaks part-way) is one bad item: under skip the rows read
-    before the damage are kept.
+    A file that cannot be read at all (or breaks part-way) stops the job, or under skip is reported in
+    `lost` (the rows read before the damage are kept); its unread rows are not counted as skipped.
     """
     policy = policy or ErrorPolicy()
     source = source_for(path, fmt)
-    before = policy.skipped
     keys: list[str] = []
     captions: list[str] = []
     seen: set[str] = set()
+    skipped, lost = 0, None
     rows = source.read(path, key_field or source.key_field, caption_field or source.caption_field)
     try:
         for row, key, caption in rows:
@@ -225,6 +318,7 @@ def read_captions(
                     f" (key {key!r})" if key is not None and "key" not in problem else ""
                 )
                 policy.fail(f"{where}: {problem}")
+                skipped += 1
                 continue
             key = str(key)
             seen.add(key)
@@ -233,10 +327,50 @@ def read_captions(
     except MissingField:
         raise  # skipping a wrong option would skip every row
     except LiftError as e:
-        policy.fail(str(e))
-    return keys, captions, policy.skipped - before
+        if policy.mode == "stop":
+            raise
+        lost = str(e)
+    return Captions(keys, captions, skipped, lost)
 
 
-def source_files(sources: list[str] | str) -> list[str]:
-    """Every caption file named by paths, folders, globs or brace patterns, in order."""
-    return expand_paths(sources, suffixes=caption_suffixes())
+# img2dataset writes NNNNN_stats.json beside each shard: download statistics, never captions
+NOT_CAPTIONS = ("_stats.json",)
+# when a folder holds several files of one shard (img2dataset: NNNNN.tar beside NNNNN.parquet), the
+# first format here is read: the tars are where `lift train` reads the images and their keys from
+FOLDER_PREFERENCE = ("wds", "parquet", "jsonl", "csv", "tsv")
+
+
+def _folder_files(folder: Path, fmt: str) -> list[str]:
+    """A folder's caption files, one per shard name, of `fmt` (auto: see FOLDER_PREFERENCE)."""
+    suffixes = source_for("", fmt).suffixes if fmt != "auto" else caption_suffixes()
+    files = [f for f in expand_paths(str(folder), suffixes=suffixes) if not f.endswith(NOT_CAPTIONS)]
+    if not files:
+        raise LiftError(f"{folder}: folder has no caption files ({', '.join(suffixes)})")
+    by_shard: dict[str, list[str]] = {}
+    for f in files:
+        by_shard.setdefault(shard_name(f), []).append(f)
+    chosen = []
+    for name, group in by_shard.items():
+        rank = {f: FOLDER_PREFERENCE.index(source_for(f, fmt).name) for f in group}
+        best = [f for f in group if rank[f] == min(rank.values())]
+        if len(best) > 1:
+            raise LiftError(
+                f"{folder}: {' and '.join(Path(f).name for f in best)} are both shard {name!r}; "
+                "name the files to read, or use --format"
+            )
+        chosen.append(best[0])
+    return sorted(chosen)
+
+
+def source_files(sources: list[str] | str, fmt: str = "auto") -> list[str]:
+    """Every caption file named by paths, folders, globs or brace patterns, in order; a folder gives
+    one file per shard (the tars of an img2dataset folder, or its parquets with fmt="parquet")."""
+    specs = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    out: list[str] = []
+    for spec in map(os.fspath, specs):
+        folder = Path(spec).expanduser()
+        if not is_url(spec) and folder.is_dir():
+            out.extend(_folder_files(folder, fmt))
+        else:
+            out.extend(expand_paths(spec, suffixes=caption_suffixes()))
+    return out

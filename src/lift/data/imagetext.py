@@ -1,5 +1,5 @@
-"""Image-text training data: an index of samples (tar shards or image folders + parquet), joined
-with the embedding store by key (LIFT) or with captions (CLIP), read by index in a fixed order.
+"""Image-text training data read by index in a fixed order: the dataset, the global batch sampler
+and the transforms. Which samples exist and which are trained on is `lift.data.index`.
 
 Why an index instead of a webdataset stream: reading samples by index lets the global batch order
 be a seeded permutation that depends only on (seed, epoch), never on world size, workers or where a
@@ -12,194 +12,29 @@ give up the exact, world-size-independent order.
 
 from __future__ import annotations
 
-import io
-import json
 import math
-import os
-import tarfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from lift.data.paths import expand_paths, is_url
-from lift.errors import ErrorPolicy, LiftError
-
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp")
-CAPTION_FIELDS = ("short", "long", "random")
-# parquet / json column for each caption kind (img2dataset + Recap-DataComp names)
-SHORT_COLUMNS = ("org_caption", "caption", "text")
-LONG_COLUMNS = ("re_caption", "long_caption")
-
-
-@dataclass
-class Sample:
-    """Where one training sample lives. `members` maps extension -> (offset, size) inside a tar,
-    or -> a file path for image folders."""
-
-    key: str
-    source: str
-    members: dict[str, Any]
-    captions: dict[str, str] = field(default_factory=dict)
-
-
-def _first(row: dict[str, Any], names: tuple[str, ...]) -> str | None:
-    for name in names:
-        value = row.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def _captions_from_row(row: dict[str, Any]) -> dict[str, str]:
-    out = {}
-    if short := _first(row, SHORT_COLUMNS):
-        out["short"] = short
-    if long := _first(row, LONG_COLUMNS):
-        out["long"] = long
-    return out
-
-
-def read_metadata(paths: list[str]) -> dict[str, dict[str, str]]:
-    """key -> {"short": ..., "long": ...} from parquet files with a `key` column."""
-    import pyarrow.parquet as pq
-
-    out: dict[str, dict[str, str]] = {}
-    for path in paths:
-        try:
-            table = pq.read_table(path)
-        except Exception as e:  # pyarrow raises several types for unreadable files
-            raise LiftError(f"{path}: cannot read parquet metadata: {e}") from None
-        if "key" not in table.column_names:
-            raise LiftError(f"{path}: parquet metadata has no 'key' column (columns: {table.column_names})")
-        for row in table.to_pylist():
-            out[str(row["key"])] = _captions_from_row(row)
-    return out
-
-
-def _index_tar(path: str) -> list[Sample]:
-    """One Sample per key in a tar (webdataset convention: key = member name up to the first dot)."""
-    by_key: dict[str, Sample] = {}
-    try:
-        with tarfile.open(path, "r:") as tar:
-            for info in tar:
-                if not info.isfile():
-                    continue
-                name = info.name
-                base = os.path.basename(name)
-                if "." not in base or base.startswith("."):
-                    continue
-                stem, ext = base.split(".", 1)
-                key = os.path.join(os.path.dirname(name), stem)
-                sample = by_key.setdefault(key, Sample(key=key, source=path, members={}))
-                sample.members[ext.lower()] = (info.offset_data, info.size)
-    except (tarfile.TarError, OSError) as e:
-        raise LiftError(f"{path}: not a readable tar shard: {e}") from None
-    return list(by_key.values())
-
-
-def _index_folder(paths: list[str]) -> list[Sample]:
-    """Image folders (img2dataset `files` layout): KEY.jpg with optional KEY.txt / KEY.json beside it."""
-    samples = []
-    for path in paths:
-        p = Path(path)
-        stem, ext = p.name.split(".", 1) if "." in p.name else (p.name, "")
-        if ext.lower() not in IMAGE_EXTS:
-            continue
-        members: dict[str, Any] = {ext.lower(): str(p)}
-        for side in ("txt", "json"):
-            if (q := p.with_name(f"{stem}.{side}")).is_file():
-                members[side] = str(q)
-        samples.append(Sample(key=stem, source=str(p), members=members))
-    return samples
-
-
-def build_index(train_data: str | list[str], metadata: str | None = None) -> list[Sample]:
-    """Every sample of `train_data` (tar shards or image folders), with parquet captions merged in.
-
-    Captions come from, in order: `metadata` parquet files, a parquet beside each tar (img2dataset
-    writes `00000.parquet` next to `00000.tar`), then the sample's own .txt / .json at read time.
-    """
-    specs = [train_data] if isinstance(train_data, str) else list(train_data)
-    if any(is_url(s) for s in specs):
-        raise LiftError(
-            f"{train_data}: URLs are not supported by the indexed loader; copy or mount the shards locally"
-        )
-    tars = [s for s in specs if s.endswith(".tar") or Path(s).is_dir() and any(Path(s).glob("*.tar"))]
-    samples: list[Sample] = []
-    if tars:
-        shard_paths = expand_paths(tars, suffixes=(".tar",))
-        for shard in shard_paths:
-            shard_samples = _index_tar(shard)
-            sidecar = Path(shard).with_suffix(".parquet")
-            if sidecar.is_file():
-                meta = read_metadata([str(sidecar)])
-                for s in shard_samples:
-                    s.captions.update(meta.get(s.key, {}))
-            samples.extend(shard_samples)
-    folders = [s for s in specs if s not in tars]
-    if folders:
-        files = []
-        for spec in folders:
-            p = Path(spec)
-            files.extend(
-                sorted(str(f) for f in p.rglob("*") if f.is_file()) if p.is_dir() else expand_paths(spec)
-            )
-        samples.extend(_index_folder(files))
-    if metadata:
-        meta = read_metadata(expand_paths(metadata, suffixes=(".parquet",)))
-        for s in samples:
-            s.captions.update(meta.get(s.key, {}))
-    if not samples:
-        raise LiftError(f"{train_data}: no image-text samples found")
-    keys = [s.key for s in samples]
-    if len(set(keys)) != len(keys):
-        seen: set[str] = set()
-        dup = next(k for k in keys if k in seen or seen.add(k))
-        raise LiftError(f"{train_data}: key {dup!r} appears in more than one sample; keys must be unique")
-    return samples
-
-
-def join_store(samples: list[Sample], store: Any, policy: ErrorPolicy) -> list[Sample]:
-    """Keep the samples that have an embedding; a sample without one is a bad input (policy).
-
-    An embedding without an image is one too, checked shard by shard where the store's shards are
-    named like the data's (as `lift embed` writes them): so training on a subset of the shards
-    with the full store stays allowed.
-    """
-    kept = []
-    for s in samples:
-        if s.key in store:
-            kept.append(s)
-        else:
-            policy.fail(f"{s.source}: sample {s.key!r} has no embedding in the store")
-    have_by_shard: dict[str, set[str]] = {}
-    for s in kept:
-        have_by_shard.setdefault(Path(s.source).name.split(".", 1)[0], set()).add(s.key)
-    for i, name in enumerate(getattr(store, "shard_names", [])):
-        if name in have_by_shard and store.shard_len(i) > len(have_by_shard[name]):
-            for key in store.shard_keys(i):
-                if key not in have_by_shard[name]:
-                    policy.fail(f"store shard {name}: key {key!r} has an embedding but no image in the data")
-    return kept
-
-
-def _read_member(sample: Sample, ext: str) -> bytes:
-    where = sample.members[ext]
-    if isinstance(where, str):
-        return Path(where).read_bytes()
-    offset, size = where
-    with open(sample.source, "rb") as f:
-        f.seek(offset)
-        return f.read(size)
-
-
-def _image_ext(sample: Sample) -> str | None:
-    return next((e for e in IMAGE_EXTS if e in sample.members), None)
+from lift.data.images import load_rgb
+from lift.data.index import (  # noqa: F401 (re-exported: the training stage's one import for its data)
+    CAPTION_FIELDS,
+    DataIndex,
+    Sample,
+    build_index,
+    caption_field_problem,
+    check_caption_field,
+    index_data,
+    join_store,
+    read_member,
+    resolve_captions,
+    select_samples,
+)
+from lift.errors import LiftError
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -224,8 +59,7 @@ class ImageTextDataset(torch.utils.data.Dataset):
         caption_field: str = "short",
         seed: int = 0,
     ) -> None:
-        if caption_field not in CAPTION_FIELDS:
-            raise LiftError(f"--caption-field must be one of {CAPTION_FIELDS}, got {caption_field!r}")
+        check_caption_field(caption_field)
         self.samples = samples
         self.transform = transform
         self.store = store
@@ -236,17 +70,12 @@ class ImageTextDataset(torch.utils.data.Dataset):
         return len(self.samples)
 
     def _caption(self, s: Sample, rng: np.random.Generator) -> str:
-        captions = dict(s.captions)
-        if "txt" in s.members and "short" not in captions:
-            captions["short"] = _read_member(s, "txt").decode("utf-8").strip()
-        if "json" in s.members and not {"short", "long"} <= set(captions):
-            row = json.loads(_read_member(s, "json"))
-            captions = {**_captions_from_row(row), **captions}
         want = self.caption_field
         if want == "random":
             want = ("short", "long")[int(rng.integers(2))]
-        if want not in captions:
-            raise ValueError(f"no {want} caption (found: {sorted(captions) or 'none'})")
+        captions = resolve_captions(s, (want,))  # no reading when select_samples resolved them
+        if problem := caption_field_problem(captions, want):
+            raise ValueError(problem)
         return captions[want]
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
@@ -255,12 +84,11 @@ class ImageTextDataset(torch.utils.data.Dataset):
         seed = sample_seed(self.seed, epoch, index)
         out: dict[str, Any] = {"key": s.key}
         try:
-            ext = _image_ext(s)
-            if ext is None:
-                raise ValueError("no image")
+            if s.problem:
+                raise ValueError(s.problem)
+            ext = s.images[0]
             try:
-                image = Image.open(io.BytesIO(_read_member(s, ext)))
-                image = image.convert("RGB")
+                image = load_rgb(read_member(s, ext))
             except Exception as e:  # PIL raises many types for corrupt files
                 raise ValueError(f"corrupt image {s.key}.{ext}: {e}") from None
             # Seeded per sample so augmentation is identical across workers, ranks and resumes.
@@ -274,7 +102,7 @@ class ImageTextDataset(torch.utils.data.Dataset):
                 out["embedding"] = torch.from_numpy(emb.copy())
             else:
                 out["caption"] = self._caption(s, np.random.default_rng(seed))
-        except (ValueError, OSError, KeyError, UnicodeDecodeError) as e:
+        except (ValueError, OSError, KeyError) as e:
             return {"key": s.key, "error": f"{s.source}: sample {s.key!r}: {e}"}
         return out
 

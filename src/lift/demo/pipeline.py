@@ -20,8 +20,10 @@ from typing import Any
 from lift.atomic import write_json
 from lift.config import config_to_dict, save_config
 from lift.errors import LiftError
+from lift.outputs import check_output_folder, check_replaceable, read_marker, write_marker
 
 METHODS = ("lift", "clip")
+DEMO_KIND = "demo"  # the output marker's kind
 REGIMES = {"short": "org_caption", "long": "re_caption"}  # caption regime -> parquet column
 
 
@@ -172,15 +174,28 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _prepare_out(out: Path, *, fresh: bool) -> None:
+    """A new or empty folder, or a demo folder lift made (reused; emptied first with `fresh`)."""
+    if check_output_folder(out):
+        marker = read_marker(out)
+        legacy = marker is None and (out / "demo-config.json").is_file()  # demos made before markers
+        if not legacy and (marker is None or marker["kind"] != DEMO_KIND):
+            raise LiftError(f"--out {out}: exists and is not a demo folder lift made; choose a new folder")
+        if fresh:
+            check_replaceable(out, kind=DEMO_KIND)
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if read_marker(out) is None:
+        write_marker(out, DEMO_KIND)
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every stage (reusing finished ones) and write results.json and the report."""
     if cfg.profile not in PROFILES:
         raise LiftError(f"unknown demo profile {cfg.profile!r}; known: {sorted(PROFILES)}")
     profile = PROFILES[cfg.profile]
     out = Path(cfg.out)
-    if cfg.fresh and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _prepare_out(out, fresh=cfg.fresh)
     save_config(cfg, out / "demo-config.json")
     device = resolve_device(cfg.device)
     timings: dict[str, float] = {}

@@ -220,15 +220,15 @@ def _commands(results: dict[str, Any], out: Path) -> list[str]:
 def _examples(out: Path, n: int, device: str) -> list[dict[str, Any]]:
     """A few retrieval queries: caption -> top-3 images for LIFT and CLIP (short-caption runs)."""
     import torch
-    from PIL import Image
 
     from lift import load
+    from lift.data.images import load_rgb
 
     ann = json.loads((out / "world" / "retrieval" / "captions.json").read_text())
     files = {im["id"]: im["file_name"] for im in ann["images"]}
     ids = sorted(files)
     queries = [a for a in ann["annotations"]][:: max(1, len(ann["annotations"]) // max(n, 1))][:n]
-    images = [Image.open(out / "world" / "retrieval" / "images" / files[i]).convert("RGB") for i in ids]
+    images = [load_rgb(out / "world" / "retrieval" / "images" / files[i]) for i in ids]
     examples = [{"caption": q["caption"], "truth": q["image_id"], "top": {}} for q in queries]
     for method in ("lift", "clip"):
         model = load(out / "runs" / f"{method}-short", device=device)

@@ -5,23 +5,26 @@
 - ImageFolder: one folder per class (sorted names = label order) + a class-name file (one name per
   line, in folder order) or ImageNet's `imagenet_class_index.json` ({"0": ["n01440764", "tench"]}).
 - COCO captions: {"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]}.
-- Flickr30K: `flickr_annotations_30k.csv` with columns raw (JSON list of captions), split, filename.
+- Flickr30K: `flickr_annotations_30k.csv` (UTF-8) with columns raw (JSON list of captions), split,
+  filename.
 
-Structural problems (a missing file, JSON without the required top-level keys) raise LiftError;
-problems with one entry go through the error policy (stop: LiftError naming it; skip: counted).
+Structural problems (a missing file, JSON without the required top-level keys, a CSV that is not
+UTF-8) raise LiftError; problems with one entry go through the error policy (stop: LiftError naming
+it; skip: counted). A caption must be usable by the rule training and embedding use
+(`lift.data.samples.caption_problem`: an empty one would be a query matching nothing in particular).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torchvision.datasets.folder import IMG_EXTENSIONS
-
 from lift.config import read_json
+from lift.data.samples import caption_problem, is_image_ext, split_key
 from lift.errors import ErrorPolicy, LiftError
 
 HELDOUT_FILE = "heldout.json"
@@ -102,7 +105,9 @@ class ImageFolderData:
 
 
 def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMG_EXTENSIONS
+    """Any file Pillow can decode, by webdataset's key convention (`x.v2.png` is a png; `.hidden` is not)."""
+    parts = split_key(path.name)
+    return parts is not None and is_image_ext(parts[1]) and path.is_file()
 
 
 def read_classnames(path: str | Path, folders: list[str]) -> list[str]:
@@ -188,6 +193,7 @@ class RetrievalData:
     images: list[Path]
     captions: list[list[str]]  # captions[i]: the ground-truth captions of images[i], in file order
     ids: list[Any] = field(default_factory=list)  # the file's image ids (COCO id, Flickr img_id)
+    skipped_captions: int = 0  # unusable captions skipped (the error policy counted them too)
 
 
 def read_coco_captions(ann_file: str | Path, images_dir: str | Path, policy: ErrorPolicy) -> RetrievalData:
@@ -202,19 +208,21 @@ def read_coco_captions(ann_file: str | Path, images_dir: str | Path, policy: Err
             continue
         order[entry["id"]] = entry["file_name"]
     captions: dict[Any, list[str]] = {k: [] for k in order}
+    bad_captions = 0
     for i, entry in enumerate(data["annotations"]):
-        if (
-            not isinstance(entry, dict)
-            or "image_id" not in entry
-            or not isinstance(entry.get("caption"), str)
-        ):
+        if not isinstance(entry, dict) or "image_id" not in entry:
             policy.fail(f"{ann_file}: annotations[{i}]: needs keys 'image_id' and 'caption' (a string)")
+            continue
+        problem = caption_problem(entry.get("caption"))
+        if problem:
+            policy.fail(f"{ann_file}: annotations[{i}]: {problem}")
+            bad_captions += 1
             continue
         if entry["image_id"] not in captions:
             policy.fail(f"{ann_file}: annotations[{i}]: image_id {entry['image_id']!r} is not in 'images'")
             continue
         captions[entry["image_id"]].append(entry["caption"].strip())
-    out = RetrievalData(images=[], captions=[])
+    out = RetrievalData(images=[], captions=[], skipped_captions=bad_captions)
     for image_id, file_name in order.items():
         if not captions[image_id]:
             policy.fail(f"{ann_file}: image id {image_id!r} ({file_name}) has no captions")
@@ -228,6 +236,22 @@ def read_coco_captions(ann_file: str | Path, images_dir: str | Path, policy: Err
 FLICKR_COLUMNS = ("raw", "split", "filename")
 
 
+def _read_utf8(path: Path) -> str:
+    """The file's text (UTF-8, a BOM allowed); not UTF-8 -> one line naming the line and byte."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise LiftError(f"{path}: file not found") from None
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")  # byte offsets below count the BOM too
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise LiftError(
+            f"{path}: not UTF-8 at line {line}, byte {e.start} ({data[e.start : e.start + 1]!r}); "
+            "re-save it as UTF-8"
+        ) from None
+
+
 def read_heldout_image_ids(ann_file: str | Path) -> set | None:
     """Image ids listed in `heldout.json` beside the annotations ({"image_ids": [...]}), or None."""
     held = _heldout_json(Path(ann_file).parent, "image_ids")
@@ -238,30 +262,35 @@ def read_flickr_csv(
     csv_file: str | Path, images_dir: str | Path, split: str | None, policy: ErrorPolicy
 ) -> RetrievalData:
     csv_file, images_dir = Path(csv_file), Path(images_dir)
-    try:
-        with open(csv_file, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in FLICKR_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise LiftError(
-                    f"{csv_file}: missing column(s) {missing} (flickr_annotations_30k.csv layout)"
-                )
-            rows = list(reader)
-    except FileNotFoundError:
-        raise LiftError(f"{csv_file}: file not found") from None
+    reader = csv.DictReader(io.StringIO(_read_utf8(csv_file), newline=""))
+    missing = [c for c in FLICKR_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise LiftError(f"{csv_file}: missing column(s) {missing} (flickr_annotations_30k.csv layout)")
     out = RetrievalData(images=[], captions=[])
-    for line, row in enumerate(rows, start=2):  # line 1 is the header
+    for row in reader:
+        line = reader.line_num  # the row's last physical line (1 is the header)
         if split is not None and row["split"] != split:
             continue
         try:
             caps = json.loads(row["raw"])
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, TypeError):
             caps = None
-        if not isinstance(caps, list) or not caps or not all(isinstance(c, str) for c in caps):
+        if not isinstance(caps, list) or not caps:
             policy.fail(f"{csv_file}: line {line}: 'raw' must be a JSON list of captions")
             continue
+        kept = []
+        for j, c in enumerate(caps):
+            problem = caption_problem(c)
+            if problem:
+                policy.fail(f"{csv_file}: line {line}: caption {j}: {problem}")
+                out.skipped_captions += 1
+            else:
+                kept.append(c.strip())
+        if not kept:
+            policy.fail(f"{csv_file}: line {line}: no usable caption; image {row['filename']} left out")
+            continue
         out.images.append(images_dir / row["filename"])
-        out.captions.append([c.strip() for c in caps])
+        out.captions.append(kept)
         out.ids.append(row.get("img_id", line))
     if not out.images and policy.skipped == 0:
         raise LiftError(f"{csv_file}: no rows with split {split!r}")

@@ -1,7 +1,8 @@
 """Batched image embedding: a DataLoader decodes and preprocesses while the model runs.
 
 A missing or unreadable image is reported through the error policy (stop: LiftError naming the
-file; skip: counted), never silently scored as a wrong answer.
+file; skip: counted), never silently scored as a wrong answer. Images are decoded by
+`lift.data.images.load_rgb`, as in training, so 16-bit, float and transparent images look the same there.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from lift.data.images import load_rgb
 from lift.errors import ErrorPolicy
 
 
@@ -31,8 +33,7 @@ class ImageFiles(Dataset):
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
         path = self.paths[i]
         try:
-            with Image.open(path) as im:
-                return i, self.transform(im.convert("RGB")), None
+            return i, self.transform(load_rgb(path)), None
         except FileNotFoundError:
             return i, None, f"{path}: image not found"
         except Exception as e:  # PIL raises many types for corrupt files; all mean "unreadable"

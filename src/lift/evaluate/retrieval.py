@@ -98,9 +98,13 @@ def evaluate_retrieval(model: Any, cfg: RetrievalConfig, ctx: EvalContext) -> Ev
         ids=[i for i, k in zip(data.ids, ok) if k],
     )
     texts, text_to_image, image_to_texts = gallery(kept, cfg.protocol)
+    # the policy counted unusable captions with the other entries; they are texts, not images
     counts = {
-        "images": {"n": len(kept.images), "skipped": int((~ok).sum()) + parse_skipped},
-        "texts": {"n": len(texts), "skipped": len(all_texts) - len(texts)},
+        "images": {
+            "n": len(kept.images),
+            "skipped": int((~ok).sum()) + parse_skipped - data.skipped_captions,
+        },
+        "texts": {"n": len(texts), "skipped": len(all_texts) - len(texts) + data.skipped_captions},
     }
     metrics: dict[str, float] = {}
     if texts:

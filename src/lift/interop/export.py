@@ -3,7 +3,8 @@
 Each format is a function `fn(model: LoadedModel, folder: Path, *, out: Path) -> ExportReport`
 registered under a name; it writes its files into `folder`, a fresh temp folder that becomes `out`
 only once everything is written, so an interrupted export never leaves a half-written model behind
-(`out` is for the names and instructions the files and the report mention).
+(`out` is for the names and instructions the files and the report mention). The folder also gets
+lift's output marker, so a later `--overwrite` knows lift wrote it.
 
     from lift.interop.export import export_model
     report = export_model("runs/lift-b16", fmt="hf-clip-vision", out="exports/lift-b16-hf")
@@ -12,12 +13,17 @@ only once everything is written, so an interrupted export never leaves a half-wr
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lift.atomic import atomic_dir
 from lift.errors import LiftError
+from lift.outputs import prepare_output_dir, write_marker
+
+KIND = "export"  # the marker's kind: what `--overwrite` may replace
 
 
 @dataclass
@@ -69,18 +75,32 @@ def get_format(name: str) -> ExportFormat:
 
 
 def export_model(
-    source: str | Path, *, fmt: str, out: str | Path, overwrite: bool = False, vision_pool: str | None = None
+    source: str | Path, *, fmt: str, out: str | Path, overwrite: bool = False, **load_kwargs: Any
 ) -> ExportReport:
-    """Load `source` (run folder, checkpoint folder or reference `.pt`) and write it to `out` as `fmt`."""
+    """Load `source` (run folder, checkpoint folder or reference `.pt`) and write it to `out` as `fmt`.
+
+    `out` is checked before the model is loaded: it may replace only an earlier lift export (its
+    marker), never the source, a folder holding it, or the working directory. load_kwargs go to
+    `lift.load` (a reference `.pt`'s vision_pool=, model_config=, vision_heads=, text_heads=).
+    """
     from lift.api import load
 
     fmt_ = get_format(fmt)
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise LiftError(f"{out}: already exists; pass --overwrite to replace it")
-    if out.exists() and not out.is_dir():
-        raise LiftError(f"{out}: exists and is not a folder")
-    model = load(source, vision_pool=vision_pool)
-    with atomic_dir(out) as folder:
+    # refused with or without --overwrite (and even when empty: renaming onto the cwd would drop it)
+    if _holds(out.resolve(), Path(source).resolve()):
+        raise LiftError(
+            f"--out {out}: is the source {source} or holds it; choose a new folder for the export"
+        )
+    if _holds(out.resolve(), Path.cwd().resolve()):
+        raise LiftError(f"--out {out}: is the working directory or holds it; choose a new folder")
+    prepare_output_dir(out, kind=KIND, overwrite=overwrite, sources=[source])
+    model = load(source, **load_kwargs)
+    with atomic_dir(os.path.abspath(out)) as folder:
         report = fmt_.fn(model, folder, out=out)
+        write_marker(folder, KIND)
     return report
+
+
+def _holds(folder: Path, other: Path) -> bool:
+    return folder == other or folder in other.parents

@@ -10,6 +10,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from lift.errors import LiftError
 
 MAX_LOGIT_SCALE = math.log(100.0)  # the paper's (and CLIP's) clamp on the log scale
+MIN_TEMPERATURE = 1 / math.exp(MAX_LOGIT_SCALE)  # 0.01: a lower one would be clamped at once
 # 2-d parameters that are still not decayed (open_clip's timm-style no_weight_decay lists).
 NO_DECAY_SUFFIXES = ("positional_embedding", "class_embedding")
 
@@ -18,7 +19,7 @@ def initial_logit_scale(default: float, temperature: float | None) -> float:
     """The log scale a model starts from: ln(1 / temperature), or the loss's default when None."""
     if temperature is None:
         return default
-    if not 1 / math.exp(MAX_LOGIT_SCALE) <= temperature <= 1:
+    if not MIN_TEMPERATURE <= temperature <= 1:
         # Outside [0.01, 1] the clamp after the first step would silently move it.
         raise LiftError(f"init_temperature must be in [0.01, 1] (logit scale 1..100), got {temperature}")
     return math.log(1 / temperature)

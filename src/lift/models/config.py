@@ -15,7 +15,7 @@ class VisionTowerConfig:
     """An open_clip ViT given by its dimensions rather than a registered name.
 
     What a checkpoint's tensor shapes say (e.g. a reference-layout `.pt`). The head count is not in any
-    shape, so readers fill it with open_clip's convention, `width // 64` (head width 64).
+    shape: `lift.interop.reference` takes it from a model config or a flag (see its rules).
     pool_type: "avg" (mean of the patch tokens after ln_post; LIFT's choice) or "tok" (the class
     token; open_clip's stock ViT-B-16).
     """
@@ -37,7 +37,7 @@ class VisionTowerConfig:
 
 @dataclass
 class TextTowerConfig:
-    """A CLIP text transformer given by its dimensions (heads: `width // 64` when read off shapes)."""
+    """A CLIP text transformer given by its dimensions (heads come from a config or flag, not shapes)."""
 
     layers: int
     width: int

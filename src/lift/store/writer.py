@@ -18,7 +18,7 @@ import numpy as np
 
 from lift.atomic import atomic_write, write_json
 from lift.errors import LiftError
-from lift.identity import check_same_encoder
+from lift.identity import identity_diff
 from lift.store.codecs import get_codec
 from lift.store.format import (
     FORMAT_NAME,
@@ -121,12 +121,12 @@ class StoreWriter:
     def _check_matches(self, found: dict[str, Any]) -> None:
         where = self.root / HEADER
         check_header(found, where)
-        check_same_encoder(
-            self.identity,
-            found.get("identity") or {},
-            expected_from="this job",
-            found_from=f"store {self.root}",
-        )
+        diff = identity_diff(self.identity, found.get("identity") or {})
+        if diff:
+            raise LiftError(
+                f"text encoder mismatch between this job and store {self.root} ({'; '.join(diff)}), this "
+                "job's value first; write to a new output folder, or rerun with the store's settings"
+            )
         for key in ("dim", "dtype"):
             if found.get(key) != self.header[key]:
                 raise LiftError(
@@ -154,8 +154,9 @@ class StoreWriter:
     def _sidecar_path(self, i: int) -> Path:
         return self.root / f"{self._prefix(i)}.json"
 
-    def _done_entry(self, i: int, deep: bool = False) -> dict[str, Any] | None:
-        """Shard i's manifest entry if its sidecar and files agree, else None."""
+    def done_entry(self, i: int, *, deep: bool = False) -> dict[str, Any] | None:
+        """Shard i's manifest entry (rows, skipped, truncated, inputs, files) if its sidecar and files
+        agree, else None. `deep=True` also recomputes the checksums (reads the whole shard)."""
         path = self._sidecar_path(i)
         if not path.exists():
             return None
@@ -184,10 +185,10 @@ class StoreWriter:
 
         `deep=True` also recomputes the checksums (reads the whole shard).
         """
-        return self._done_entry(i, deep) is not None
+        return self.done_entry(i, deep=deep) is not None
 
     def _check_shard_input(
-        self, i: int, keys: list[str], embeddings: np.ndarray, skipped: int
+        self, i: int, keys: list[str], embeddings: np.ndarray, counts: dict[str, Any]
     ) -> list[bytes]:
         name = f"{self.root} shard {i} ({self.shard_names[i]})"
         emb = np.asarray(embeddings)
@@ -195,8 +196,9 @@ class StoreWriter:
             raise LiftError(f"{name}: embeddings have shape {emb.shape}, expected (N, {self.dim})")
         if emb.shape[0] != len(keys):
             raise LiftError(f"{name}: {len(keys)} keys but {emb.shape[0]} embeddings")
-        if not isinstance(skipped, (int, np.integer)) or skipped < 0:
-            raise LiftError(f"{name}: skipped must be a count >= 0, got {skipped!r}")
+        for what, n in counts.items():
+            if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
+                raise LiftError(f"{name}: {what} must be a count >= 0, got {n!r}")
         bad = np.flatnonzero(~np.isfinite(emb).all(axis=1))
         if bad.size:
             raise LiftError(f"{name}: embedding of key {keys[bad[0]]!r} (row {bad[0]}) is not finite")
@@ -214,11 +216,20 @@ class StoreWriter:
             raise LiftError(f"{name}: duplicate key {dup.decode()!r}; keys must be unique within a store")
         return encoded
 
-    def write_shard(self, i: int, keys: list[str], embeddings: np.ndarray, skipped: int = 0) -> None:
-        """Write shard i (replacing any earlier version of it): keys (N,), embeddings (N, dim) float32."""
+    def write_shard(
+        self, i: int, keys: list[str], embeddings: np.ndarray, skipped: int = 0, *, truncated: int = 0,
+        inputs: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        """Write shard i (replacing any earlier version of it): keys (N,), embeddings (N, dim) float32.
+
+        `skipped`: input rows left out; `truncated`: rows whose text was cut; `inputs`: what the shard
+        was made from (a JSON dict, e.g. the input file's fingerprint and read settings), kept in its
+        manifest entry so a rerun can tell whether the shard still belongs to the job.
+        """
         prefix = self._prefix(i)
         keys = list(keys)
-        encoded = self._check_shard_input(i, keys, embeddings, skipped)
+        encoded = self._check_shard_input(i, keys, embeddings, {"skipped": skipped, "truncated": truncated})
+        inputs = _jsonable(inputs, "shard inputs")
         # a rewrite must first un-finish the shard (and the store), so a kill mid-way never leaves a
         # sidecar or manifest describing bytes that are no longer there
         for stale in (self._sidecar_path(i), self.root / MANIFEST):
@@ -246,9 +257,12 @@ class StoreWriter:
             "path": prefix,
             "rows": len(keys),
             "skipped": int(skipped),
+            "truncated": int(truncated),
             "checksum": combined_checksum(files),
             "files": files,
         }
+        if inputs is not None:
+            entry["inputs"] = inputs
         side = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "index": int(i), "dim": self.dim}
         write_json(self._sidecar_path(i), {**side, "dtype": self.dtype, "shard": entry})
 
@@ -270,7 +284,7 @@ class StoreWriter:
     def finalize(self, *, max_sort_rows: int = MAX_SORT_ROWS) -> dict[str, Any]:
         """Build the key index and write manifest.json once every shard exists; returns the manifest."""
         self._check_matches(read_json(self.root / HEADER, "store header"))  # another rank may differ
-        entries = [self._done_entry(i) for i in range(self.num_shards)]
+        entries = [self.done_entry(i) for i in range(self.num_shards)]
         missing = [self.shard_names[i] for i, e in enumerate(entries) if e is None]
         if missing:
             shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
@@ -291,6 +305,7 @@ class StoreWriter:
             "dtype": self.dtype,
             "rows": sum(e["rows"] for e in entries),
             "skipped": sum(e["skipped"] for e in entries),
+            "truncated": sum(e.get("truncated", 0) for e in entries),  # older shards do not record it
             "num_shards": self.num_shards,
             "shards": entries,
             "index": index,

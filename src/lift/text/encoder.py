@@ -32,6 +32,9 @@ _DTYPE_ARG = "dtype" if Version(transformers.__version__) >= Version("4.56") els
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 WINDOW_BATCHES = 64  # texts are length-sorted within windows of this many batches
 _IGNORED_MISSING = ("pooler.",)  # heads AutoModel adds but embedding models never use
+# tokenizers that know no limit report transformers' VERY_LARGE_INTEGER (1e30) as model_max_length
+_NO_LIMIT = 10**9
+_POSITION_FIELDS = ("max_position_embeddings", "n_positions")  # GPT-2 calls it n_positions
 
 
 @contextlib.contextmanager
@@ -48,12 +51,33 @@ def _quiet_loading() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _load(what: str, path: Path, fn: Callable[[], Any]) -> Any:
+def _load(what: str, path: Path, fn: Callable[[], Any], trust_remote_code: bool = False) -> Any:
     try:
         with _quiet_loading():
             return fn()
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, ImportError) as e:
+        text = str(e)
+        if not trust_remote_code and ("custom code" in text or "trust_remote_code" in text):
+            raise LiftError(
+                f"{path}: this model folder needs its own Python code to load its {what}; pass "
+                "--trust-remote-code to run it (only for a folder you trust)"
+            ) from None
         raise LiftError(f"{path}: cannot load the {what} of this model folder: {first_line(e)}") from None
+
+
+def token_limit(config: Any, tokenizer: Any) -> tuple[int, str] | None:
+    """The most tokens the model takes and what says so (the smaller of the tokenizer's
+    model_max_length and the config's position count), or None when neither knows a limit."""
+    found = []
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < _NO_LIMIT:
+        found.append((limit, "the tokenizer's model_max_length"))
+    for name in _POSITION_FIELDS:
+        limit = getattr(config, name, None)
+        if isinstance(limit, int) and 0 < limit < _NO_LIMIT:
+            found.append((limit, f"the config's {name}"))
+            break
+    return min(found) if found else None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -106,7 +130,7 @@ class TextEncoder:
             "position_ids" in inspect.signature(model.forward).parameters
         )
         self._weights_sha256: str | None = None
-        self.dim = int(self._encode_unique(["a"], 1).shape[1])
+        self.dim = int(self._encode_unique(["a"], 1)[0].shape[1])
 
     @classmethod
     def from_pretrained(
@@ -138,9 +162,17 @@ class TextEncoder:
                 f"{path}: --pooling model runs the model's own code; pass --trust-remote-code to allow it"
             )
         remote = {"local_files_only": True, "trust_remote_code": trust_remote_code}
-        config = _load("config", path, lambda: AutoConfig.from_pretrained(path, **remote))
+        config = _load("config", path, lambda: AutoConfig.from_pretrained(path, **remote), trust_remote_code)
         pooling = resolve_pooling(pooling, path, config)
-        tokenizer = _load("tokenizer", path, lambda: AutoTokenizer.from_pretrained(path, **remote))
+        tokenizer = _load(
+            "tokenizer", path, lambda: AutoTokenizer.from_pretrained(path, **remote), trust_remote_code
+        )
+        limit = token_limit(config, tokenizer)
+        if limit and max_length > limit[0]:  # checked before the weights load and before any output exists
+            raise LiftError(
+                f"{path}: --max-tokens {max_length} is beyond this model's limit of {limit[0]} tokens "
+                f"({limit[1]}); use --max-tokens {limit[0]} or less"
+            )
         if tokenizer.pad_token_id is None:  # decoder LLMs often have none; the mask hides pads anyway
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
             if tokenizer.pad_token_id is None:
@@ -152,6 +184,7 @@ class TextEncoder:
             lambda: AutoModel.from_pretrained(
                 path, **{_DTYPE_ARG: DTYPES[dtype]}, output_loading_info=True, **remote
             ),
+            trust_remote_code,
         )
         missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(_IGNORED_MISSING))
         if missing:
@@ -211,14 +244,22 @@ class TextEncoder:
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, truncated to max_length (EOS included when appended), unpadded."""
+        return self.tokenize_and_count(texts)[0]
+
+    def tokenize_and_count(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
+        """`tokenize`'s ids, and a bool per text: was it cut at max_length (instruction included)?"""
         prefixed = [self.instruction + t for t in texts] if self.instruction else list(texts)
         limit = self.max_length - int(self.append_eos)
-        ids = self.tokenizer(prefixed, truncation=True, max_length=limit, return_attention_mask=False)[
-            "input_ids"
-        ]
+        batch = self.tokenizer(prefixed, truncation=True, max_length=limit, return_attention_mask=False)
+        ids = batch["input_ids"]
+        if batch.encodings is not None:  # fast tokenizers keep what truncation cut off: no second pass
+            cut = np.fromiter((bool(e.overflowing) for e in batch.encodings), dtype=bool, count=len(ids))
+        else:
+            full = self.tokenizer(prefixed, return_attention_mask=False, verbose=False)["input_ids"]
+            cut = np.fromiter((len(a) > len(b) for a, b in zip(full, ids)), dtype=bool, count=len(ids))
         if self.append_eos:
             ids = [x + [self.tokenizer.eos_token_id] for x in ids]
-        return ids
+        return ids, cut
 
     def _pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, T] input ids and mask, padded to the longest in the batch on the tokenizer's side."""
@@ -249,13 +290,14 @@ class TextEncoder:
 
     def _encode_unique(
         self, texts: list[str], batch_size: int, progress: Callable[[int], Any] | None = None
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, np.ndarray]:
         window = batch_size * WINDOW_BATCHES
         out: torch.Tensor | None = None
+        cut = np.zeros(len(texts), dtype=bool)
         with torch.inference_mode():
             for start in range(0, len(texts), window):
                 chunk = texts[start : start + window]
-                ids = self.tokenize(chunk)
+                ids, cut[start : start + len(chunk)] = self.tokenize_and_count(chunk)
                 for idx in plan_batches([len(x) for x in ids], batch_size, window):
                     vec = self._forward([ids[j] for j in idx], [chunk[j] for j in idx]).cpu()
                     if out is None:
@@ -263,14 +305,21 @@ class TextEncoder:
                     out[torch.from_numpy(start + idx)] = vec
                     if progress is not None:
                         progress(len(idx))
-        return out if out is not None else torch.empty(0, getattr(self, "dim", 0))
+        return (out if out is not None else torch.empty(0, getattr(self, "dim", 0))), cut
 
     def encode(
-        self, texts: Sequence[str], *, batch_size: int | None = None, progress: Any = False
-    ) -> torch.Tensor:
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        progress: Any = False,
+        return_truncated: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, np.ndarray]:
         """[N, dim] float32 on CPU, in input order; each distinct text is embedded once.
 
         `progress`: True for a tqdm bar, or a callable given the number of texts done per batch.
+        `return_truncated`: also return a bool [N] array, True for each text cut at max_length
+        (counted in this encoder's tokenization, also for `--pooling model`).
         """
         texts = list(texts)
         for i, t in enumerate(texts):
@@ -284,11 +333,12 @@ class TextEncoder:
             bar = tqdm(total=len(unique), unit="text", desc="embedding", dynamic_ncols=True)
             progress = bar.update
         try:
-            vectors = self._encode_unique(unique, batch_size or self.batch_size, progress or None)
+            vectors, cut = self._encode_unique(unique, batch_size or self.batch_size, progress or None)
         finally:
             if bar is not None:
                 bar.close()
-        return vectors[torch.from_numpy(inverse)]
+        vectors = vectors[torch.from_numpy(inverse)]
+        return (vectors, cut[inverse]) if return_truncated else vectors
 
 
 def encoder_identity(path: str | os.PathLike, *, like: dict[str, Any]) -> dict[str, Any]:

@@ -45,11 +45,15 @@ from lift.data.synth.writer import (
     write_zeroshot,
 )
 from lift.errors import LiftError
+from lift.outputs import check_output_folder, check_replaceable, read_marker, write_marker
 
 TEST_SPLITS = ("sugarcrepe", "zeroshot", "retrieval")
 HELDOUT_RATE = 0.3  # share of test scenes that are made to contain a held-out pair
 CHUNK = 64  # test scenes per worker job
 VERSION = 1  # bump when the same config would draw a different world
+WORLD_KIND = "synthetic world"  # the output marker's kind
+CONFIG_MARKER = ".synth-config.json"  # the config a world was drawn with (resume refuses another)
+FLAG = "output folder"
 
 
 @dataclass
@@ -187,11 +191,32 @@ def _run_job(job: tuple) -> tuple[str, int, list[dict]]:
     return kind, stop - start, [RECORD_MAKERS[kind](cfg, i) for i in range(start, stop)]
 
 
+def _check_folder(out: Path, force: bool) -> None:
+    """Before anything is written: `out` is new, empty or a world lift made (its marker); a folder of
+    anything else is never written into, and never deleted by --force."""
+    if not check_output_folder(out, flag=FLAG):
+        return
+    marker = read_marker(out)
+    if marker is None and (out / CONFIG_MARKER).is_file():  # worlds made before output markers
+        return
+    if marker is None or marker["kind"] != WORLD_KIND:
+        what = (
+            f"lift wrote it as a {marker['kind']!r} folder"
+            if marker
+            else "it is not a synthetic world lift made"
+        )
+        raise LiftError(
+            f"{out}: {what}; lift synth writes (and --force deletes) only its own worlds. Choose a new folder"
+        )
+    if force:
+        check_replaceable(out, kind=WORLD_KIND, flag=FLAG)
+
+
 def _check_config(out: Path, cfg: SynthConfig, force: bool) -> None:
     """Refuse to resume into a folder made with a different config (stale shards would mix in)."""
-    marker = out / ".synth-config.json"
+    marker = out / CONFIG_MARKER
     if force:
-        for name in ("train", *TEST_SPLITS, "world.json", ".synth-config.json"):
+        for name in ("train", *TEST_SPLITS, "world.json", CONFIG_MARKER):
             path = out / name
             if path.is_dir():
                 shutil.rmtree(path)
@@ -291,7 +316,10 @@ def generate_world(
     cfg.validate()
     cfg = dataclasses.replace(cfg, holdout=cfg.heldout_names)  # one spelling per holdout set
     out = Path(out)
+    _check_folder(out, force)
     out.mkdir(parents=True, exist_ok=True)
+    if read_marker(out) is None:
+        write_marker(out, WORLD_KIND)
     _check_config(out, cfg, force)
     jobs = _jobs(out, cfg, splits)
     total = sum(stop - start for *_, start, stop in jobs)
