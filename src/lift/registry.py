@@ -1,0 +1,96 @@
+"""One registry mechanism for everything `lift` has several kinds of (methods, vision towers, losses,
+poolings, caption sources, evaluators, export formats, store codecs), in the style of timm's
+`register_model` / `create_model`:
+
+    LOSSES = Registry("loss", flag="--loss")
+
+    @LOSSES.register("infonce", help="symmetric CLIP loss")
+    class InfoNCELoss(nn.Module): ...
+
+    LOSSES.get("infonce")       # the registered object; a one-line LiftError names the known ones
+    LOSSES.names()              # what CLI `choices` and `--help` list
+
+Built-ins whose modules are heavy to import are declared by name -> module, so listing the names
+(for `--help`) imports nothing and the module is imported when its entry is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from lift.errors import LiftError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    obj: T
+    help: str = ""
+
+
+class Registry(Generic[T]):
+    """Named kinds of one thing. `kind` names it in errors; `flag` is the CLI flag that chooses one."""
+
+    def __init__(self, kind: str, *, flag: str | None = None, lazy: dict[str, str] | None = None) -> None:
+        self.kind, self.flag = kind, flag
+        self._entries: dict[str, Entry[T]] = {}
+        self._lazy = dict(lazy or {})  # name -> module that registers it when imported
+
+    def register(self, name: str, *, help: str = "") -> Callable[[T], T]:
+        """Decorator: register the decorated class or function under `name`."""
+
+        def add(obj: T) -> T:
+            self.add(name, obj, help=help)
+            return obj
+
+        return add
+
+    def add(self, name: str, obj: T, *, help: str = "") -> None:
+        if name in self._entries and self._entries[name].obj is not obj:
+            raise LiftError(f"{self.kind} {name!r} is registered twice")
+        self._entries[name] = Entry(name, obj, help)
+
+    def _load(self, name: str) -> None:
+        if name not in self._entries and name in self._lazy:
+            importlib.import_module(self._lazy[name])
+
+    def entry(self, name: str) -> Entry[T]:
+        self._load(name)
+        if name not in self._entries:
+            where = f"{self.flag} must be one of" if self.flag else f"unknown {self.kind} {name!r}; known:"
+            got = f", got {name!r}" if self.flag else ""
+            raise LiftError(f"{where} {', '.join(self.names())}{got}")
+        return self._entries[name]
+
+    def get(self, name: str) -> T:
+        return self.entry(name).obj
+
+    def names(self) -> list[str]:
+        """Every registered name (lazy ones too, without importing them), sorted."""
+        return sorted(set(self._entries) | set(self._lazy))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries or name in self._lazy
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def items(self) -> list[tuple[str, T]]:
+        """(name, object) of every entry, importing lazy ones."""
+        return [(name, self.get(name)) for name in self.names()]
+
+    def help(self, name: str) -> str:
+        return self.entry(name).help
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}: {', '.join(self.names())})"
+
+
+def describe(registry: Registry[Any]) -> str:
+    """`name: help` lines for a `--help` text."""
+    return "\n".join(f"  {name}: {registry.help(name)}" for name in registry.names())
