@@ -21,12 +21,14 @@ def rank_worker(rank: int, world: int, init: str, out: str) -> None:
     img, txt = features(n=4 * world, seed=1)
     b = img.shape[0] // world
     results = {}
-    for name, scale, bias in (("infonce", 2.0, None), ("siglip", 2.3, -10.0)):
+    views = torch.stack([txt, txt.roll(1, dims=0)], dim=1)  # [N, 2, D]: two captions per image
+    for name, scale, bias, texts in (("infonce", 2.0, None, txt), ("siglip", 2.3, -10.0, txt),
+                                     ("infonce-views", 2.0, None, views), ("siglip-views", 2.3, -10.0, views)):  # fmt: skip
         i = img[rank * b : (rank + 1) * b].clone().requires_grad_()
-        t = txt[rank * b : (rank + 1) * b].clone().requires_grad_()
+        t = texts[rank * b : (rank + 1) * b].clone().requires_grad_()
         s = torch.tensor(scale, dtype=torch.float64)
         bias_t = None if bias is None else torch.tensor(bias, dtype=torch.float64)
-        loss = create_loss(name, world_size=world, rank=rank)(i, t, s, bias_t)
+        loss = create_loss(name.removesuffix("-views"), world_size=world, rank=rank)(i, t, s, bias_t)
         loss.backward()
         results[name] = (loss.detach(), i.grad, t.grad)
     torch.save(results, f"{out}.{rank}")

@@ -8,14 +8,20 @@ import torch
 from PIL import Image
 
 from lift.data import imagetext
+from lift.data.views import ViewChoice
 from lift.errors import ErrorPolicy, LiftError
+from lift.methods.clip import CaptionText
+from lift.methods.lift import StoreText
 from train_fixtures import png_bytes, write_shards
 
 MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 
 
-def _dataset(samples, **kw):
-    return imagetext.ImageTextDataset(samples, imagetext.train_transform(32, MEAN, STD), **kw)
+def _dataset(samples, captions="short", seed=0):
+    choice = ViewChoice.parse(captions)
+    views = choice.views or ("short", "long")
+    return imagetext.ImageTextDataset(samples, imagetext.train_transform(32, MEAN, STD),
+                                      text_source=CaptionText(choice.mode, views), seed=seed)  # fmt: skip
 
 
 def test_index_reads_tars_sidecar_captions_and_images(tmp_path):
@@ -24,18 +30,18 @@ def test_index_reads_tars_sidecar_captions_and_images(tmp_path):
     assert [s.key for s in samples] == keys
     brace = imagetext.build_index(str(tmp_path / "train" / "{00000..00001}.tar"))
     assert [s.key for s in brace] == keys
-    short = _dataset(samples, caption_field="short")[(0, 3)]
-    long = _dataset(samples, caption_field="long")[(0, 3)]
-    assert short["caption"] == f"short caption {keys[3]}"
-    assert long["caption"].startswith("a long caption") and keys[3] in long["caption"]
+    short = _dataset(samples, captions="short")[(0, 3)]
+    long = _dataset(samples, captions="long")[(0, 3)]
+    assert short["text"] == f"short caption {keys[3]}"
+    assert long["text"].startswith("a long caption") and keys[3] in long["text"]
     assert short["image"].shape == (3, 32, 32)
 
 
 def test_txt_caption_without_parquet_and_missing_long_caption(tmp_path):
     write_shards(tmp_path, sidecar=False, shards=1)
     samples = imagetext.build_index(str(tmp_path))
-    assert _dataset(samples)[(0, 0)]["caption"] == "short caption 000000000"
-    bad = _dataset(samples, caption_field="long")[(0, 0)]
+    assert _dataset(samples)[(0, 0)]["text"] == "short caption 000000000"
+    bad = _dataset(samples, captions="long")[(0, 0)]
     assert "no long caption" in bad["error"] and "000000000" in bad["error"]
 
 
@@ -53,20 +59,20 @@ def test_image_folder_with_parquet_metadata(tmp_path):
         tmp_path / "meta.parquet",
     )  # fmt: skip
     samples = imagetext.build_index(str(tmp_path / "img"), metadata=str(tmp_path / "meta.parquet"))
-    ds = _dataset(samples, caption_field="long")
-    assert sorted(ds[(0, i)]["caption"] for i in range(2)) == ["long x", "long y"]
+    ds = _dataset(samples, captions="long")
+    assert sorted(ds[(0, i)]["text"] for i in range(2)) == ["long x", "long y"]
 
 
 def test_augmentation_and_random_caption_depend_only_on_seed_epoch_index(tmp_path):
     write_shards(tmp_path, shards=1)
-    ds = _dataset(imagetext.build_index(str(tmp_path)), caption_field="random", seed=3)
+    ds = _dataset(imagetext.build_index(str(tmp_path)), captions="random", seed=3)
     torch.manual_seed(0)
     a = ds[(1, 5)]
     torch.manual_seed(123)  # the global RNG must not matter
     b = ds[(1, 5)]
-    assert torch.equal(a["image"], b["image"]) and a["caption"] == b["caption"]
+    assert torch.equal(a["image"], b["image"]) and a["text"] == b["text"]
     assert not torch.equal(ds[(2, 5)]["image"], a["image"])
-    captions = {ds[(e, 5)]["caption"][:5] for e in range(12)}
+    captions = {ds[(e, 5)]["text"][:5] for e in range(12)}
     assert captions == {"short", "a lon"}  # random picks both kinds across epochs
 
 
@@ -81,9 +87,10 @@ def test_lift_join_and_bad_embeddings(tmp_path):
     policy = ErrorPolicy("skip")
     kept = imagetext.join_store(samples, store, policy)
     assert policy.skipped == 1 and len(kept) == len(keys) - 1
-    ds = _dataset(kept, store=store)
+    ds = imagetext.ImageTextDataset(kept, imagetext.train_transform(32, MEAN, STD),
+                                    text_source=StoreText(store, "fixed", [0]))  # fmt: skip
     item = ds[(0, 0)]
-    assert torch.equal(item["embedding"], torch.from_numpy(store[keys[1]]))
+    assert np.array_equal(item["text"], store[keys[1]])
     assert "NaN or inf" in ds[(0, 1)]["error"] and keys[2] in ds[(0, 1)]["error"]
 
 

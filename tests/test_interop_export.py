@@ -140,5 +140,5 @@ def test_existing_out_needs_overwrite(sources, tmp_path, capsys):
     assert "already exists and is not empty; pass --overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
     assert not (out / "stale.txt").exists() and (out / "model.safetensors").is_file()
-    with pytest.raises(LiftError, match="unknown export format 'onnx'"):
+    with pytest.raises(LiftError, match="--format must be one of hf-clip-vision, open_clip, got 'onnx'"):
         export_model(sources["lift"], fmt="onnx", out=tmp_path / "x")

@@ -193,5 +193,5 @@ def test_text_options_must_agree_with_what_a_checkpoint_records(tmp_path):
     ):
         lift.load(run, pooling="cls")
     clip = save_reference(reference_clip(), tmp_path / "clip.pt", open_clip_cfg())
-    with pytest.raises(LiftError, match=r"clip\.pt: a CLIP model encodes text with its own tower"):
+    with pytest.raises(LiftError, match=r"clip\.pt: a clip model encodes text with its own tower"):
         lift.load(clip, text_encoder_path="default")

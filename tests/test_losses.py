@@ -10,14 +10,14 @@ import torch
 import torch.multiprocessing as mp
 
 from lift.errors import LiftError
-from lift.losses import LOSS_REGISTRY, create_loss
+from lift.losses import LOSSES, create_loss
 from loss_rank_worker import features as _features
 from loss_rank_worker import rank_worker
 
 
 def test_registry_names() -> None:
-    assert set(LOSS_REGISTRY) == {"infonce", "siglip", "cosine"}
-    with pytest.raises(LiftError, match="unknown loss"):
+    assert set(LOSSES.names()) == {"infonce", "siglip", "cosine"}
+    with pytest.raises(LiftError, match="--loss must be one of cosine, infonce, siglip, got 'triplet'"):
         create_loss("triplet")
 
 
@@ -62,10 +62,14 @@ def test_gathered_local_loss_equals_global(tmp_path) -> None:
     mp.spawn(rank_worker, args=(world, f"file://{tmp_path / 'init'}", out), nprocs=world, join=True)
     per_rank = [torch.load(f"{out}.{r}") for r in range(world)]
     img, txt = _features(n=4 * world, seed=1)
-    for name, scale, bias in (("infonce", 2.0, None), ("siglip", 2.3, -10.0)):
-        i, t = img.clone().requires_grad_(), txt.clone().requires_grad_()
+    views = torch.stack([txt, txt.roll(1, dims=0)], dim=1)
+    for name, scale, bias, texts in (("infonce", 2.0, None, txt), ("siglip", 2.3, -10.0, txt),
+                                     ("infonce-views", 2.0, None, views), ("siglip-views", 2.3, -10.0, views)):  # fmt: skip
+        i, t = img.clone().requires_grad_(), texts.clone().requires_grad_()
         bias_t = None if bias is None else torch.tensor(bias, dtype=torch.float64)
-        loss = create_loss(name)(i, t, torch.tensor(scale, dtype=torch.float64), bias_t)
+        loss = create_loss(name.removesuffix("-views"))(
+            i, t, torch.tensor(scale, dtype=torch.float64), bias_t
+        )
         loss.backward()
         mean_loss = sum(r[name][0] for r in per_rank) / world
         assert abs(mean_loss.item() - loss.item()) < 1e-9, name
@@ -74,3 +78,48 @@ def test_gathered_local_loss_equals_global(tmp_path) -> None:
         grad_t = torch.cat([r[name][2] for r in per_rank]) / world
         torch.testing.assert_close(grad_i, i.grad, rtol=0, atol=1e-9)
         torch.testing.assert_close(grad_t, t.grad, rtol=0, atol=1e-9)
+
+
+def _multi_positive_by_hand(img: torch.Tensor, txt: torch.Tensor, scale: float) -> float:
+    """The multi-positive InfoNCE, written out loop by loop: img [B, D], txt [B, V, D]."""
+    b, v, _ = txt.shape
+    texts = txt.reshape(b * v, -1)
+    i2t = 0.0
+    for i in range(b):
+        logits = [scale * float(img[i] @ texts[j]) for j in range(b * v)]
+        log_norm = math.log(sum(math.exp(x) for x in logits))
+        i2t += sum(log_norm - logits[i * v + k] for k in range(v)) / v
+    t2i = 0.0
+    for j in range(b * v):
+        logits = [scale * float(texts[j] @ img[i]) for i in range(b)]
+        t2i += math.log(sum(math.exp(x) for x in logits)) - logits[j // v]
+    return (i2t / b + t2i / (b * v)) / 2
+
+
+def test_multi_positive_infonce_equals_a_hand_computation() -> None:
+    g = torch.Generator().manual_seed(3)
+    img = torch.nn.functional.normalize(torch.randn(4, 8, generator=g, dtype=torch.float64), dim=-1)
+    txt = torch.nn.functional.normalize(torch.randn(4, 3, 8, generator=g, dtype=torch.float64), dim=-1)
+    loss = create_loss("infonce")(img, txt, torch.tensor(math.log(5.0), dtype=torch.float64))
+    assert loss.item() == pytest.approx(_multi_positive_by_hand(img, txt, 5.0), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["infonce", "siglip", "cosine"])
+def test_one_view_is_the_plain_loss(name: str) -> None:
+    img, txt = _features(n=6, seed=4)
+    scale, bias = torch.tensor(2.0, dtype=torch.float64), torch.tensor(-3.0, dtype=torch.float64)
+    plain = create_loss(name)(img, txt, scale, bias if name == "siglip" else None)
+    viewed = create_loss(name)(img, txt[:, None], scale, bias if name == "siglip" else None)
+    assert viewed.item() == pytest.approx(plain.item(), rel=1e-12)
+
+
+def test_siglip_counts_every_view_as_a_positive_pair() -> None:
+    img, txt = _features(n=3, seed=5)
+    views = torch.stack([txt, txt.flip(0)], dim=1)  # [3, 2, D]
+    scale, bias = torch.tensor(1.5, dtype=torch.float64), torch.tensor(-2.0, dtype=torch.float64)
+    loss = create_loss("siglip")(img, views, scale, bias)
+    logits = scale.exp() * img @ views.reshape(6, -1).T + bias  # [3, 6]
+    labels = -torch.ones(3, 6, dtype=torch.float64)
+    for i in range(3):
+        labels[i, 2 * i : 2 * i + 2] = 1
+    assert loss.item() == pytest.approx(float(-torch.nn.functional.logsigmoid(labels * logits).sum() / 3))

@@ -19,8 +19,10 @@ from lift.cli import main
 from lift.data import imagetext
 from lift.data.captions import read_captions
 from lift.data.images import BACKGROUND, load_rgb
+from lift.data.views import caption_of
 from lift.errors import ErrorPolicy, LiftError
 from lift.evaluate.images import ImageFiles
+from lift.methods.clip import CaptionText
 from train_fixtures import png_bytes, write_shards, write_store, write_tar
 
 
@@ -162,19 +164,19 @@ def test_clip_caption_rule_covers_parquet_and_json_captions(tmp_path):
     index = imagetext.index_data(str(tmp_path / "00000.tar"), metadata=str(tmp_path / "meta.parquet"))
 
     policy = ErrorPolicy("skip", max_examples=10)
-    kept = imagetext.select_samples(index, caption_field="short", policy=policy)
+    kept = imagetext.select_samples(index, views=["short"], policy=policy)
     assert [s.key for s in kept] == ["k0"] and policy.skipped == 5
     reasons = " | ".join(policy.examples)
     for words in ("'k1': caption is int, not text", "'k2': empty caption", "'k3': no short caption",
                   "'k4': no short caption (found: none)"):  # fmt: skip
         assert words in reasons
     assert "'k5': k5.json is not valid JSON" in reasons
-    # the parquet's empty long caption is a bad caption, not "absent": --caption-field long refuses k0
+    # the parquet's empty long caption is a bad caption, not "absent": --captions long refuses k0
     with pytest.raises(LiftError, match=r"'k0': empty caption \(long\)"):
-        imagetext.select_samples(index, caption_field="long", policy=ErrorPolicy())
+        imagetext.select_samples(index, views=["long"], policy=ErrorPolicy())
     # random needs both kinds, since either may be drawn
     policy = ErrorPolicy("skip")
-    assert imagetext.select_samples(index, caption_field="random", policy=policy) == []
+    assert imagetext.select_samples(index, views=["short", "long"], policy=policy) == []
 
 
 # ---- item 9: every image mode decoded to the right 8-bit picture --------------------------------
@@ -256,7 +258,7 @@ def test_16bit_png_is_not_white_in_training_and_evaluation(tmp_path):
     write_tar(tmp_path / "data" / "00000.tar", [("k.png", sixteen), ("k.txt", "a gradient")])
     as_array = lambda im: torch.from_numpy(np.asarray(im).copy())  # noqa: E731 - the identity transform
     samples = imagetext.build_index(str(tmp_path / "data"))
-    item = imagetext.ImageTextDataset(samples, as_array)[(0, 0)]
+    item = imagetext.ImageTextDataset(samples, as_array, text_source=CaptionText("fixed", ("short",)))[(0, 0)]
     assert abs(item["image"].double().mean().item() - GRAD.mean()) < 0.5
     (tmp_path / "k.png").write_bytes(sixteen)
     _, pixels, error = ImageFiles([tmp_path / "k.png"], as_array)[0]
@@ -278,10 +280,10 @@ def test_multi_dot_member_names_follow_webdataset_keys_in_training(tmp_path, cap
     assert [s.key for s in index.samples] == [f"img{i}" for i in range(8)]
     assert all(s.problem is None and s.images == ["v2.png"] for s in index.samples)
     # `lift embed` reads the same captions under the same keys
-    kept = imagetext.select_samples(index, caption_field="short", policy=ErrorPolicy())
+    kept = imagetext.select_samples(index, views=["short"], policy=ErrorPolicy())
     embedded = read_captions(str(tmp_path / "data" / "00000.tar"))
     assert embedded.keys == [s.key for s in kept] and embedded.skipped == 0
-    assert embedded.captions == [s.captions["short"] for s in kept]
+    assert embedded.captions == [caption_of(s.captions, "short") for s in kept]
 
 
 def test_lift_train_notes_what_the_data_holds_that_it_does_not_use(tmp_path, capsys):
@@ -318,11 +320,15 @@ def test_image_folders_take_every_pillow_format_and_count_what_they_do_not_use(t
     assert note.startswith("not used: 5 files or tar members") and "1 .cls" in note
 
     with pytest.raises(LiftError, match=r"orphan.txt: sample 'orphan': no images \(.txt\)"):
-        imagetext.select_samples(index, caption_field="short", policy=ErrorPolicy())
+        imagetext.select_samples(index, views=["short"], policy=ErrorPolicy())
     policy = ErrorPolicy("skip")
-    kept = imagetext.select_samples(index, caption_field="short", policy=policy)
+    kept = imagetext.select_samples(index, views=["short"], policy=policy)
     assert sorted(s.key for s in kept) == ["a", "b", "c", "d"] and policy.skipped == 1
-    ds = imagetext.ImageTextDataset(kept, imagetext.train_transform(32, (0.5,) * 3, (0.5,) * 3))
+    ds = imagetext.ImageTextDataset(
+        kept,
+        imagetext.train_transform(32, (0.5,) * 3, (0.5,) * 3),
+        text_source=CaptionText("fixed", ("short",)),
+    )
     assert all("error" not in ds[(0, i)] for i in range(4))
 
 
@@ -337,7 +343,7 @@ def test_tar_keys_with_two_images_or_no_image_are_bad_samples_and_other_members_
     assert sorted(s.key for s in index.samples) == ["lonely", "ok", "two"]
     assert sum(index.unused.values()) == 3  # ok.cls, meta.json (no image or caption), sub/.hidden
     policy = ErrorPolicy("skip")
-    kept = imagetext.select_samples(index, caption_field="short", policy=policy)
+    kept = imagetext.select_samples(index, views=["short"], policy=policy)
     assert [s.key for s in kept] == ["ok"] and policy.skipped == 2
     assert any("'two': 2 images (.jpg, .seg.png, .txt)" in e for e in policy.examples)
 

@@ -18,6 +18,7 @@ import lift
 from lift import checkpoint as ckpt
 from lift.errors import LiftError
 from lift.train import TrainConfig, train
+from lift.train_config import train_config_from_dict
 from train_fixtures import IDENTITY, corrupt_embedding, write_shards, write_store
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -35,7 +36,7 @@ def _cfg(world, out, **kw) -> TrainConfig:
     root, _ = world
     base = {"train_data": str(root / "train"), "store": str(root / "store"), "out": str(out), "batch_size": 8,
             "samples": 32, "log_every": 1, "save_every": 2, "seed": 1}  # fmt: skip
-    return TrainConfig(**{**base, **kw})
+    return train_config_from_dict({**base, **kw})
 
 
 def _weights(run) -> dict[str, torch.Tensor]:
@@ -48,8 +49,13 @@ def _cli(args: list[str]) -> list[str]:
 
 def _cfg_args(cfg: TrainConfig) -> list[str]:
     out = []
-    for k, v in vars(cfg).items():
-        if v is not None and v is not False and v != TrainConfig.__dataclass_fields__[k].default:
+    given = {
+        k: v
+        for k, v in vars(cfg).items()
+        if k != "options" and v != TrainConfig.__dataclass_fields__[k].default
+    }
+    for k, v in {**given, **cfg.options}.items():  # a method's options are flags too
+        if v is not None and v is not False:
             out += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
     return out
 
@@ -159,11 +165,11 @@ def test_clip_from_the_command_line_then_load(world, tmp_path):
 
     root, _ = world
     out = tmp_path / "clip"
-    rc = main(["train", "--method", "clip", "--train-data", str(root / "train"), "--caption-field", "long",
+    rc = main(["train", "--method", "clip", "--train-data", str(root / "train"), "--captions", "long",
                "--out", str(out), "--batch-size", "8", "--samples", "16", "--accum-steps", "2", "--workers", "2"])  # fmt: skip
     assert rc == 0
     model = lift.load(out)
-    assert not model.training and model.config["train"]["caption_field"] == "long"
+    assert not model.training and model.config["train"]["captions"] == "long"
     text = model.encode_text(["a long caption", "another"])
     assert text.shape == (2, 512) and torch.allclose(text.norm(dim=-1), torch.ones(2), atol=1e-5)
     weights = _weights(out)

@@ -58,17 +58,20 @@ IDENTITY = {"model": "test-encoder", "pooling": "mean", "dim": 16}
 
 
 def write_store(
-    root: Path, keys: list[str], *, dim: int = 16, seed: int = 0, identity: dict | None = None
-) -> Path:
-    """A real embedding store (lift.store) with one random unit vector per key."""
+    root: Path, keys: list[str], *, dim: int = 16, seed: int = 0, identity: dict | None = None,
+    views: list[str] | None = None,
+) -> Path:  # fmt: skip
+    """A real embedding store (lift.store) with one random unit vector per key (per view with `views`)."""
     from lift.store import StoreWriter
 
     rng = np.random.default_rng(seed)
-    emb = rng.standard_normal((len(keys), dim)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    shape = (len(keys), len(views), dim) if views else (len(keys), dim)
+    emb = rng.standard_normal(shape).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=-1, keepdims=True)
     # one store shard per data shard, named like it (key[:5] is the shard), as `lift embed` writes them
     names = sorted({k[:5] for k in keys if k[:5].isdigit()})
-    w = StoreWriter(root, identity=identity or IDENTITY, dim=dim, dtype="float32", shard_names=names)
+    kw = {"views": views} if views else {}
+    w = StoreWriter(root, identity=identity or IDENTITY, dim=dim, dtype="float32", shard_names=names, **kw)
     for i, name in enumerate(names):
         rows = [j for j, k in enumerate(keys) if k[:5] == name or (i == 0 and not k[:5].isdigit())]
         w.write_shard(i, [keys[j] for j in rows], emb[rows])

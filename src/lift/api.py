@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lift import checkpoint as ckpt
 from lift.config import config_from_dict, config_to_dict
 from lift.data.imagetext import eval_transform
 from lift.errors import LiftError
+from lift.methods import get_method
 
 # where a user names the frozen text encoder: the CLI flag and the Python argument
 ENCODER_HINT = "--text-encoder FOLDER (lift eval) or text_encoder_path= (lift.load)"
@@ -68,6 +68,7 @@ class LoadedModel(nn.Module):
         self.config = meta
         self.checkpoint = checkpoint
         self.method = meta["model"]["method"]
+        self.method_cls = get_method(self.method)
         self.text_identity = meta.get("text_identity")
         self.text_encoder_path = meta.get("text_encoder_path")
         self.text_options = text or TextOptions()
@@ -86,17 +87,14 @@ class LoadedModel(nn.Module):
 
     @torch.no_grad()
     def encode_text(self, texts: list[str], normalize: bool = True) -> torch.Tensor:
-        """Captions -> [N, D]: the frozen encoder for LIFT, the trained text tower for CLIP."""
-        if self.method == "clip":
-            if self._tokenizer is None:
-                from lift.models import ModelConfig, get_tokenizer
+        """Captions -> [N, D], as the model's method does it: LIFT runs the frozen encoder (and the run's
+        text adapter), CLIP its trained text tower."""
+        return self.method_cls.encode_text(self, list(texts), normalize=normalize)
 
-                self._tokenizer = get_tokenizer(config_from_dict(ModelConfig, self.config["model"]))
-            return self.model.encode_text(self._tokenizer(list(texts)).to(self.device), normalize=normalize)
-        if self._text_encoder is None:
-            self.open_text_encoder()
-        out = self._text_encoder.encode(list(texts)).float().to(self.device)
-        return F.normalize(out, dim=-1) if normalize else out
+    @property
+    def text_cache_key(self) -> str | None:
+        """What decides `encode_text`'s vectors (the evaluation text cache keys on it)."""
+        return self.method_cls.text_cache_key(self)
 
     @torch.no_grad()
     def zero_shot_classifier(self, classnames: list[str], templates: list[str]) -> torch.Tensor:
@@ -157,8 +155,13 @@ class LoadedModel(nn.Module):
         return self.encode_image(images)
 
 
-def _read(path: Path, reference: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
-    """(checkpoint JSON, weights in our layout, the checkpoint's path) of a folder or a reference `.pt`."""
+def read_checkpoint(
+    path: Path, reference: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
+    """(checkpoint JSON, weights in our layout, the checkpoint's path) of a run or checkpoint folder, or
+    a reference `.pt` (`reference`: its options, see `load`). Checkpoints of earlier lift versions are
+    given in today's config layout."""
+    reference = reference or {}
     if path.is_file() and path.name == ckpt.WEIGHTS:  # a checkpoint named by its weights file
         path = path.parent
     if path.is_file():
@@ -173,26 +176,20 @@ def _read(path: Path, reference: dict[str, Any]) -> tuple[dict[str, Any], dict[s
             f"{path}: {', '.join(given)} applies to reference .pt files only; a checkpoint folder records it"
         )
     folder = ckpt.resolve_checkpoint(path)
-    return ckpt.load_config(folder), ckpt.load_weights(folder), folder
+    meta = ckpt.load_config(folder)
+    if isinstance(meta.get("train"), dict):
+        from lift.train_config import train_config_from_dict
 
-
-def _embed_dim_of(weights: dict[str, torch.Tensor], method: str) -> tuple[str, int] | None:
-    """(the key that fixes embed_dim, its value in `weights`): the head's last Linear (LIFT) or the text
-    projection (CLIP); None when the weights lack it."""
-    if method == "lift":
-        layers = sorted(
-            int(k.split(".")[1]) for k in weights if k.startswith("head.") and k.endswith(".weight")
+        meta["train"] = dataclasses.asdict(
+            train_config_from_dict(meta["train"], where=f"{folder} train config")
         )
-        key = f"head.{layers[-1]}.weight" if layers else None
-        return (key, int(weights[key].shape[0])) if key else None
-    key = "text_projection"
-    return (key, int(weights[key].shape[1])) if key in weights and weights[key].ndim == 2 else None
+    return meta, ckpt.load_weights(folder), folder
 
 
 def _check_fit(model: nn.Module, weights: dict[str, torch.Tensor], config: Any, where: Path) -> None:
     """One line naming the file, the key and both values when the weights do not fit the config's model."""
     config_file = where / ckpt.CONFIG if where.is_dir() else where
-    found = _embed_dim_of(weights, config.method)
+    found = get_method(config.method).embed_dim_of(weights)
     if found is not None and found[1] != config.embed_dim:
         key, dim = found
         raise LiftError(
@@ -247,15 +244,17 @@ def load(
 
     reference = {"vision_pool": vision_pool, "model_config": model_config, "vision_heads": vision_heads,
                  "text_heads": text_heads}  # fmt: skip
-    meta, weights, where = _read(Path(path), reference)
+    meta, weights, where = read_checkpoint(Path(path), reference)
     config = config_from_dict(ModelConfig, meta["model"], where=f"{where} model config")
     text = TextOptions(
         path=None if text_encoder_path is None else str(text_encoder_path), pooling=pooling,
         instruction=instruction, max_tokens=max_tokens, trust_remote_code=trust_remote_code,
     )  # fmt: skip
-    if config.method == "clip" and text != TextOptions():
+    method = get_method(config.method)
+    if not method.uses_text_encoder and text != TextOptions():
         raise LiftError(
-            f"{where}: a CLIP model encodes text with its own tower; text encoder options are for LIFT"
+            f"{where}: a {config.method} model encodes text with its own tower; text encoder options are for "
+            "methods that use a frozen text encoder (lift)"
         )
     if text.path is not None:
         from lift.text.default import resolve_encoder_path
@@ -266,6 +265,6 @@ def load(
     loaded = LoadedModel(model.to(device).eval(), meta, where, text).eval()
     if loaded.text_identity:
         text.check_against(loaded.text_identity, where)
-    elif config.method == "lift" and text.path:
+    elif method.uses_text_encoder and text.path:
         loaded.open_text_encoder()  # a reference .pt: open it now, so text_identity names it from the start
     return loaded

@@ -1,17 +1,19 @@
 """The `lift embed` stage: every caption embedded once by the frozen text encoder into a store.
 
-One output shard per input file, in the same order, so shard i of the store sits beside shard i
-of the images. Under torchrun each rank embeds shards rank::world_size and writes only those;
-rank 0 completes the manifest once all exist. A rerun skips finished shards, so a killed job
-ends, after the same command again, with the store an uninterrupted run writes.
+One output shard per input file, in the same order, so shard i of the store sits beside shard i of
+the images. Several caption fields of the same rows (`caption_field="org_caption,re_caption"`)
+become the store's views: one vector per field and key, the fields' texts deduplicated together.
+Under torchrun each rank embeds shards rank::world_size and writes only those; rank 0 completes the
+manifest once all exist. A rerun skips finished shards, so a killed job ends, after the same command
+again, with the store an uninterrupted run writes.
 
 A finished shard counts as done only for the job that made it: each records its input file's
-fingerprint (absolute path, size, modification time) and the read settings (format, key and
-caption fields); the store header holds the encoder identity and dtype. A rerun whose inputs or
-settings differ is refused, naming what differs. The fingerprint is a `stat`, not a content hash:
-a rerun must not read terabytes of tars again to learn what is already done, and an edit, a
-replaced file or a copy under the same name changes the size or the modification time. Shards
-written before fingerprints existed are kept as done (their read settings are checked against
+fingerprint (absolute path, size, modification time) and the read settings (format, key and caption
+fields, so the list of views); the store header holds the encoder identity, dtype and views. A rerun
+whose inputs or settings differ is refused, naming what differs. The fingerprint is a `stat`, not a
+content hash: a rerun must not read terabytes of tars again to learn what is already done, and an
+edit, a replaced file or a copy under the same name changes the size or the modification time.
+Shards written before fingerprints existed are kept as done (their read settings are checked against
 the old manifest when it has them) and counted in the summary as unchecked.
 """
 
@@ -20,15 +22,22 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lift.data.captions import read_captions, source_files, source_for
+from lift.data.captions import (
+    parse_caption_fields,
+    read_captions,
+    resolve_caption_fields,
+    source_files,
+    source_for,
+)
 from lift.data.paths import is_url, shard_name
 from lift.distributed import barrier, init_process_group, shards_for_rank
 from lift.errors import ErrorPolicy, LiftError, os_error_reason
 from lift.outputs import check_output_folder
-from lift.store import StoreWriter
+from lift.store import StoreWriter, ViewsDiffer
 from lift.store.format import MANIFEST, read_json
 from lift.text import TextEncoder
 
@@ -79,10 +88,17 @@ def _gather_lists(items: list[str]) -> list[str]:
 
 
 def read_settings(path: str, *, fmt: str, key_field: str | None, caption_field: str | None) -> dict[str, Any]:
-    """How `path` is read, defaults filled in (so `--caption-field txt` and the tar default are one job)."""
+    """How `path` is read, defaults filled in (so `--caption-field txt` and the tar default are one job).
+
+    `caption_field` is recorded as the comma-separated list of the views it reads ("caption" for one),
+    so a rerun with other views, or the same in another order, differs."""
     source = source_for(path, fmt)
-    return {"format": source.name, "key_field": key_field or source.key_field,
-            "caption_field": caption_field or source.caption_field}  # fmt: skip
+    fields = resolve_caption_fields(source, caption_field)
+    return {
+        "format": source.name,
+        "key_field": key_field or source.key_field,
+        "caption_field": ",".join(fields),
+    }
 
 
 def file_fingerprint(path: str) -> dict[str, Any]:
@@ -191,18 +207,26 @@ def _embed_shards(
 ) -> tuple[dict[str, int], list[str], list[str]]:  # fmt: skip
     """Read, embed and write each (index, path) shard; returns (caption counts, files lost entirely,
     files cut short)."""
-    counts = {"captions": 0, "unique": 0, "skipped": 0, "truncated": 0, "files_lost": 0, "files_cut_short": 0}
+    counts = {"rows": 0, "captions": 0, "unique": 0, "skipped": 0, "truncated": 0, "files_lost": 0,
+              "files_cut_short": 0}  # fmt: skip
     lost, cut_short = [], []
     for i, path in todo:
-        keys, captions, skipped, damage = read_captions(path, policy=policy, **read_options)
+        fields = inputs[i]["caption_field"].split(",")  # this file's views, its format's default filled in
+        options = {**read_options, "caption_field": fields}
+        keys, per_view, skipped, damage, _ = read_captions(path, policy=policy, **options)
+        # row-major, views inner: the encoder embeds each distinct text of the shard once, whatever view
+        captions = [text for row in zip(*per_view) for text in row]
         unique = len(set(captions))
         bar.shard_read(unique)
-        emb, cut = enc.encode(captions, progress=bar.bar.update, return_truncated=True)  # [N, dim], [N]
-        truncated = int(cut.sum())
+        # [N * V, dim], [N * V]
+        emb, cut = enc.encode(captions, progress=bar.bar.update, return_truncated=True)
+        truncated = int(cut.sum())  # every caption of every view
         made_from = {**inputs[i], "damaged": damage} if damage else inputs[i]
-        writer.write_shard(i, keys, emb.numpy(), skipped=skipped, truncated=truncated, inputs=made_from)
+        vectors = emb.numpy().reshape(len(keys), len(fields), enc.dim)  # [N, V, dim]
+        writer.write_shard(i, keys, vectors, skipped=skipped, truncated=truncated, inputs=made_from)
         if damage:
             (cut_short if keys or skipped else lost).append(damage)
+        counts["rows"] += len(keys)
         counts["captions"] += len(captions)
         counts["unique"] += unique
         counts["skipped"] += skipped
@@ -218,7 +242,7 @@ def embed_captions(
     encoder: str | os.PathLike | TextEncoder = "default",
     store_dtype: str = "float16",
     key_field: str | None = None,
-    caption_field: str | None = None,
+    caption_field: str | Sequence[str] | None = None,
     fmt: str = "auto",
     on_error: str = "stop",
     progress: bool = True,
@@ -229,8 +253,11 @@ def embed_captions(
     `encoder`: "default", a model folder, or a loaded TextEncoder; `encoder_options` go to
     `TextEncoder.from_pretrained` (pooling, max_length, instruction, normalize, append_eos, dtype,
     device, batch_size, trust_remote_code).
-    Exact duplicate captions are embedded once per shard: deduplicating across shards would make a
-    shard's bytes depend on which shards ran before it, and a resumed job could then differ.
+    `caption_field`: one field, or several (a list, or comma-separated: "org_caption,re_caption"),
+    each embedded as one view of the store; a row is kept only when every view's caption is usable.
+    Exact duplicate captions are embedded once per shard (across its views too): deduplicating across
+    shards would make a shard's bytes depend on which shards ran before it, and a resumed job could then
+    differ.
     A folder in `sources` gives one caption file per shard (an img2dataset folder: its tars, or its
     parquets with fmt="parquet"; `*_stats.json` are ignored).
     """
@@ -239,8 +266,16 @@ def embed_captions(
     info = init_process_group()
     try:
         paths = source_files(sources, fmt)
-        read_options = {"fmt": fmt, "key_field": key_field, "caption_field": caption_field}
+        fields = parse_caption_fields(caption_field)
+        read_options = {
+            "fmt": fmt,
+            "key_field": key_field,
+            "caption_field": ",".join(fields) if fields else None,
+        }
         inputs = {i: shard_inputs(p, **read_options) for i, p in enumerate(paths)}
+        # named once for the store: several fields are named by the job; one default may differ by format
+        # (txt for tars, caption for tables), and the first file's names the view
+        views = inputs[0]["caption_field"].split(",") if paths else ["caption"]
         check_output_folder(out)  # a file or an unwritable place: refused before the encoder loads
         if isinstance(encoder, TextEncoder):
             if encoder_options:
@@ -250,12 +285,13 @@ def embed_captions(
             enc = encoder
         else:
             enc = TextEncoder.from_pretrained(encoder, **encoder_options)
-        writer = StoreWriter(
+        writer = _open_writer(
             out,
             identity=enc.identity,
             dim=enc.dim,
             dtype=store_dtype,
             shard_names=[shard_name(p) for p in paths],
+            views=views,
             sources=paths,
             # absolute (symlinks kept: the folder's name is part of the identity), so `lift train` and
             # `lift eval` find the encoder from any working directory
@@ -284,6 +320,7 @@ def embed_captions(
             dist.destroy_process_group()
     return {
         "store": str(out),
+        "views": views,
         **totals,
         "max_tokens": enc.max_length,
         "shards": len(paths),
@@ -299,6 +336,19 @@ def embed_captions(
     }
 
 
+def _open_writer(out: str | os.PathLike, **settings: Any) -> StoreWriter:
+    """The store writer; a store of other views is refused in the words of the flag that names them."""
+    try:
+        return StoreWriter(out, **settings)
+    except ViewsDiffer as e:
+        theirs = e.store_views
+        then, now = ",".join(theirs) if isinstance(theirs, list) else repr(theirs), ",".join(e.job_views)
+        raise LiftError(
+            f"{out}: the store holds the views of --caption-field {then!r} then, {now!r} now; its vectors "
+            "would not be this job's. Write to a new --out, or rerun with the store's inputs and settings"
+        ) from None
+
+
 def _dist_initialized() -> bool:
     import torch.distributed as dist
 
@@ -310,8 +360,10 @@ def summary_line(summary: dict[str, Any]) -> str:
     done = f", {s['shards_already_done']} shard(s) already done" if s["shards_already_done"] else ""
     lost = f", {s['files_lost']} file(s) lost entirely" if s["files_lost"] else ""
     short = f", {s['files_cut_short']} file(s) cut short" if s["files_cut_short"] else ""
+    views = s["views"]
+    of_views = f" of {s['rows']} rows in {len(views)} views ({', '.join(views)})" if len(views) > 1 else ""
     return (
-        f"lift embed: {s['captions']} captions ({s['unique']} unique, {s['skipped']} skipped, "
+        f"lift embed: {s['captions']} captions{of_views} ({s['unique']} unique, {s['skipped']} skipped, "
         f"{s['truncated']} truncated at {s['max_tokens']} tokens){lost}{short} in {s['seconds']:.1f} s, "
         f"{s['captions_per_s']:.1f} captions/s{done} -> {s['store']}"
     )

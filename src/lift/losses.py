@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lift.errors import LiftError
+from lift.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -28,27 +29,31 @@ class LossSpec:
     init_logit_bias: float | None  # None: the model has no bias
 
 
-LOSS_REGISTRY: dict[str, LossSpec] = {}
+LOSSES: Registry[LossSpec] = Registry("loss", flag="--loss")
 
 
 def register_loss(
-    name: str, *, init_logit_scale: float = math.log(1 / 0.07), init_logit_bias: float | None = None
-):
+    name: str,
+    *,
+    help: str,
+    init_logit_scale: float = math.log(1 / 0.07),
+    init_logit_bias: float | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a loss class with the logit scale / bias a model built for it starts from."""
+
     def wrap(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        LOSS_REGISTRY[name] = LossSpec(cls, init_logit_scale, init_logit_bias)
+        LOSSES.add(name, LossSpec(cls, init_logit_scale, init_logit_bias), help=help)
         return cls
 
     return wrap
 
 
 def get_loss_spec(name: str) -> LossSpec:
-    if name not in LOSS_REGISTRY:
-        raise LiftError(f"unknown loss {name!r}; known: {', '.join(sorted(LOSS_REGISTRY))}")
-    return LOSS_REGISTRY[name]
+    return LOSSES.get(name)
 
 
 def create_loss(name: str, *, world_size: int = 1, rank: int = 0) -> nn.Module:
-    """loss(image_features, text_features, logit_scale, logit_bias=None) -> scalar."""
+    """loss(image_features [B, D], text_features [B, D] or [B, V, D], logit_scale, logit_bias=None) -> scalar."""
     return get_loss_spec(name).cls(world_size=world_size, rank=rank)
 
 
@@ -69,7 +74,7 @@ class _DistributedLoss(nn.Module):
     def forward(
         self,
         image_features: Tensor,  # [B, D] this rank's rows, L2-normalised
-        text_features: Tensor,  # [B, D]
+        text_features: Tensor,  # [B, D], or [B, V, D]: V views (captions) per image
         logit_scale: Tensor,  # log scale, as stored in the model
         logit_bias: Tensor | None = None,
     ) -> Tensor:
@@ -81,29 +86,45 @@ class _DistributedLoss(nn.Module):
         raise NotImplementedError
 
 
-@register_loss("infonce")
+@register_loss("infonce", help="symmetric CLIP loss; with several views per image, multi-positive")
 class InfoNCELoss(_DistributedLoss):
-    """Symmetric CLIP loss: mean of image->text and text->image cross-entropy."""
+    """Symmetric CLIP loss: mean of image->text and text->image cross-entropy.
+
+    With V views per image (text features [B, V, D]) every view of an image is a positive: an image's
+    loss is the mean over its views of -log softmax over all W*B*V texts, and each text's loss is the
+    cross-entropy over the W*B images with its own image as the target. With V = 1 this is InfoNCE.
+    """
 
     def loss(
         self, image_features: Tensor, text_features: Tensor, logit_scale: Tensor, logit_bias: Tensor | None
     ):
         scale = logit_scale.exp()
-        all_text = gather_with_grad(text_features, self.world_size)  # [W*B, D]
-        all_image = gather_with_grad(image_features, self.world_size)
-        logits_per_image = scale * image_features @ all_text.T  # [B, W*B]: this rank's rows
-        logits_per_text = scale * text_features @ all_image.T
+        n, v = image_features.shape[0], _views(text_features)
+        texts = text_features.reshape(n * v, -1)  # [B*V, D], image i's views at rows i*V .. i*V+V-1
+        all_text = gather_with_grad(texts, self.world_size)  # [W*B*V, D]
+        all_image = gather_with_grad(image_features, self.world_size)  # [W*B, D]
+        logits_per_image = scale * image_features @ all_text.T  # [B, W*B*V]: this rank's rows
+        logits_per_text = scale * texts @ all_image.T  # [B*V, W*B]
         if logit_bias is not None:
             logits_per_image = logits_per_image + logit_bias
             logits_per_text = logits_per_text + logit_bias
-        n = image_features.shape[0]
-        labels = torch.arange(n, device=image_features.device) + n * self.rank
-        return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
+        images = torch.arange(n, device=image_features.device) + n * self.rank  # global image indices
+        positives = images[:, None] * v + torch.arange(v, device=images.device)  # [B, V] columns
+        i2t = -logits_per_image.log_softmax(dim=-1).gather(1, positives).mean()
+        t2i = F.cross_entropy(logits_per_text, images.repeat_interleave(v))
+        return (i2t + t2i) / 2
 
 
-@register_loss("siglip", init_logit_scale=math.log(10.0), init_logit_bias=-10.0)
+def _views(text_features: Tensor) -> int:
+    """V of [B, V, D] text features; 1 for [B, D]."""
+    return text_features.shape[1] if text_features.ndim == 3 else 1
+
+
+@register_loss("siglip", help="sigmoid loss over every (image, text) pair (SigLIP)",
+               init_logit_scale=math.log(10.0), init_logit_bias=-10.0)  # fmt: skip
 class SigLipLoss(_DistributedLoss):
-    """Sigmoid loss over every (image, text) pair, summed and divided by the local batch (SigLIP)."""
+    """Sigmoid loss over every (image, text) pair, summed and divided by the local batch (SigLIP); with
+    V views per image each of its views is a positive pair."""
 
     def loss(
         self, image_features: Tensor, text_features: Tensor, logit_scale: Tensor, logit_bias: Tensor | None
@@ -112,23 +133,23 @@ class SigLipLoss(_DistributedLoss):
             raise LiftError(
                 "the siglip loss needs the model's logit_bias (build the model with loss='siglip')"
             )
-        all_text = gather_with_grad(text_features, self.world_size)  # only texts: rows stay local
-        logits = logit_scale.exp() * image_features @ all_text.T + logit_bias  # [B, W*B]
-        n = image_features.shape[0]
+        n, v = image_features.shape[0], _views(text_features)
+        all_text = gather_with_grad(text_features.reshape(n * v, -1), self.world_size)  # texts only
+        logits = logit_scale.exp() * image_features @ all_text.T + logit_bias  # [B, W*B*V]
         labels = -torch.ones_like(logits)
-        labels[:, n * self.rank : n * (self.rank + 1)] += 2 * torch.eye(
-            n, device=logits.device, dtype=logits.dtype
-        )
+        own = torch.eye(n, device=logits.device, dtype=logits.dtype).repeat_interleave(v, dim=1)  # [B, B*V]
+        labels[:, n * v * self.rank : n * v * (self.rank + 1)] += 2 * own
         return -F.logsigmoid(labels * logits).sum() / n
 
 
-@register_loss("cosine")
+@register_loss("cosine", help="1 - cos(image, its text): no negatives (the paper's simpler option)")
 class CosineLoss(_DistributedLoss):
-    """1 - cos(image_i, text_i), averaged: no negatives, so no gather and no logit scale."""
+    """1 - cos(image_i, text_i), averaged (over views too): no negatives, so no gather and no logit scale."""
 
     def loss(
         self, image_features: Tensor, text_features: Tensor, logit_scale: Tensor, logit_bias: Tensor | None
     ):
-        loss = (1 - F.cosine_similarity(image_features, text_features, dim=-1)).mean()
+        images = image_features[:, None] if text_features.ndim == 3 else image_features
+        loss = (1 - F.cosine_similarity(images, text_features, dim=-1)).mean()
         # A zero term keeps the logit scale in the graph: DDP refuses parameters that get no gradient.
         return loss + 0.0 * logit_scale

@@ -10,8 +10,9 @@ poolings, caption sources, evaluators, export formats, store codecs), in the sty
     LOSSES.get("infonce")       # the registered object; a one-line LiftError names the known ones
     LOSSES.names()              # what CLI `choices` and `--help` list
 
-Built-ins whose modules are heavy to import are declared by name -> module, so listing the names
-(for `--help`) imports nothing and the module is imported when its entry is first used.
+Built-ins whose modules are heavy to import are declared by name -> module (or (module, help)), so
+listing the names and their help (for `--help`) imports nothing and the module is imported when its
+entry is first used.
 """
 
 from __future__ import annotations
@@ -36,10 +37,14 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Named kinds of one thing. `kind` names it in errors; `flag` is the CLI flag that chooses one."""
 
-    def __init__(self, kind: str, *, flag: str | None = None, lazy: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, kind: str, *, flag: str | None = None, lazy: dict[str, str | tuple[str, str]] | None = None
+    ) -> None:
         self.kind, self.flag = kind, flag
         self._entries: dict[str, Entry[T]] = {}
-        self._lazy = dict(lazy or {})  # name -> module that registers it when imported
+        # name -> the module that registers it when imported (and its help, so `--help` imports nothing)
+        self._lazy = {n: (m if isinstance(m, str) else m[0]) for n, m in (lazy or {}).items()}
+        self._lazy_help = {n: m[1] for n, m in (lazy or {}).items() if not isinstance(m, str)}
 
     def register(self, name: str, *, help: str = "") -> Callable[[T], T]:
         """Decorator: register the decorated class or function under `name`."""
@@ -53,7 +58,7 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T, *, help: str = "") -> None:
         if name in self._entries and self._entries[name].obj is not obj:
             raise LiftError(f"{self.kind} {name!r} is registered twice")
-        self._entries[name] = Entry(name, obj, help)
+        self._entries[name] = Entry(name, obj, help or self._lazy_help.get(name, ""))
 
     def _load(self, name: str) -> None:
         if name not in self._entries and name in self._lazy:
@@ -85,6 +90,8 @@ class Registry(Generic[T]):
         return [(name, self.get(name)) for name in self.names()]
 
     def help(self, name: str) -> str:
+        if name not in self._entries and name in self._lazy_help:
+            return self._lazy_help[name]
         return self.entry(name).help
 
     def __repr__(self) -> str:

@@ -34,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from lift.bench.flop_formulas import register_fused_attention_formulas
 from lift.errors import LiftError
-from lift.losses import LOSS_REGISTRY, create_loss
+from lift.losses import LOSSES, create_loss
 from lift.models import ModelConfig, create_model, list_models
 
 NAME = "flops"
@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--lift-dim", type=int, default=None, help="LIFT head output (default: the encoder's dim)"
     )
     parser.add_argument("--clip-dim", type=int, default=512, help="CLIP's shared embedding dim")
-    parser.add_argument("--loss", default="infonce", choices=sorted(LOSS_REGISTRY))
+    parser.add_argument("--loss", default="infonce", choices=LOSSES.names())
     parser.add_argument("--text-encoder", default="default", help="'default' or a local Hugging Face folder")
     parser.add_argument(
         "--grad-checkpointing", action="store_true", help="as the paper trains (FLOPs then include recompute)"

@@ -37,9 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _setup(method: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     from lift.losses import create_loss
+    from lift.methods import get_method
     from lift.models import ModelConfig, create_model
     from lift.optim import create_optimizer
-    from lift.train import StepForward
+    from lift.train import StepForward, TrainConfig
 
     torch.manual_seed(args.seed)
     cfg = ModelConfig(
@@ -55,7 +56,7 @@ def _setup(method: str, args: argparse.Namespace, device: torch.device) -> dict[
         vocab = model.vocab_size if hasattr(model, "vocab_size") else 49408
         texts = torch.randint(1, vocab, (b, args.tokens), generator=g)
     return {
-        "net": StepForward(model, method), "model": model, "loss": create_loss("infonce"),
+        "net": StepForward(model, get_method(method)(TrainConfig(method=method))), "model": model, "loss": create_loss("infonce"),
         "opt": create_optimizer(model, lr=1e-3, weight_decay=0.2, betas=(0.9, 0.98), eps=1e-6),
         "images": images.to(device), "texts": texts.to(device),
     }  # fmt: skip

@@ -9,9 +9,13 @@ Rerunning the same command skips finished shards (safe after a crash or kill); a
 files, fields, format or encoder settings differ is refused (write to a new --out). The summary
 counts skipped rows, captions truncated at --max-tokens, and input files lost or cut short.
 Under torchrun each rank embeds its share of the shards.
+Several caption fields of the same rows (`--caption-field org_caption,re_caption`) are embedded as
+the store's views: each key holds one vector per field, and a row is kept only when every field's
+caption is usable (`lift store info` lists the views).
 
 Examples:
   lift embed 'data/train/*.parquet' --caption-field re_caption --out emb/recap
+  lift embed 'data/train/*.parquet' --caption-field org_caption,re_caption --out emb/both
   lift embed 'shards/{00000..00099}.tar' --out emb/short --store-dtype int8 --on-error skip
   torchrun --nproc_per_node 8 -m lift embed meta/ --out emb/nv --encoder /models/NV-Embed-v2 \\
       --pooling model --trust-remote-code --max-tokens 323 --dtype float16
@@ -31,7 +35,7 @@ ORDER = 10
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # the choices live beside torch and transformers: imported here so other commands never pay for them
     from lift.data.captions import CAPTION_SOURCES
-    from lift.store import STORE_DTYPES
+    from lift.store.codecs import CODECS
     from lift.text.encoder import DTYPES
     from lift.text.pooling import POOLING_CHOICES
 
@@ -87,16 +91,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument(
         "--caption-field",
         default=None,
-        help="caption column/field (default: caption; the txt member for tar shards)",
+        help="caption column/field (default: caption; the txt member for tar shards); several, "
+        "comma-separated (org_caption,re_caption), are embedded as the store's views, one vector each",
     )
     data.add_argument(
         "--format",
         dest="fmt",
-        choices=("auto", *CAPTION_SOURCES),
+        choices=("auto", *CAPTION_SOURCES.names()),
         default="auto",
         help="input format (auto: from the file suffix; in a folder holding tars and parquets, the tars)",
     )
-    data.add_argument("--store-dtype", choices=STORE_DTYPES, default="float16")
+    data.add_argument(
+        "--store-dtype", choices=CODECS.names(), default="float16", help="how vectors are stored on disk"
+    )
     data.add_argument(
         "--on-error",
         choices=ON_ERROR_CHOICES,

@@ -21,19 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lift.commands.argtypes import int_at_least, nonnegative_int, positive_int
 from lift.errors import ON_ERROR_CHOICES, ErrorPolicy, LiftError
 
+if TYPE_CHECKING:
+    from lift.evaluate.results import EvalResult
+
 NAME = "eval"
 HELP = "evaluate a checkpoint: SugarCrepe, zero-shot classification, retrieval; compare results"
 ORDER = 40
-
-TASK_HELP = {
-    "sugarcrepe": "SugarCrepe's seven compositional subsets (accuracy, strict: ties are wrong)",
-    "zeroshot": "zero-shot classification of an ImageFolder tree (top-1, top-5, mean per-class recall)",
-    "retrieval": "image<->text retrieval on COCO captions or Flickr30K (R@1/5/10 both directions)",
-}
 
 
 def _default_device() -> str:
@@ -43,6 +41,8 @@ def _default_device() -> str:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    from lift.text.pooling import POOLING_REGISTRY
+
     p.add_argument(
         "--checkpoint", required=True,
         help="a run folder (its latest checkpoint), a checkpoint folder, or a reference-layout .pt",
@@ -56,7 +56,12 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="LIFT: the frozen encoder's Hugging Face folder ('default': the packaged all-MiniLM-L6-v2); "
         "also names a moved encoder folder of a lift checkpoint",
     )  # fmt: skip
-    g.add_argument("--pooling", default=None, help="its pooling: mean, cls, last-token or model")
+    g.add_argument(
+        "--pooling",
+        choices=POOLING_REGISTRY,
+        default=None,
+        help="its pooling (default: the one the checkpoint records; for a reference .pt, auto)",
+    )
     g.add_argument(
         "--max-tokens", type=int_at_least(2), default=None, help="its caption truncation (default 77)"
     )
@@ -107,15 +112,32 @@ def reference_kwargs(args: argparse.Namespace) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from lift.evaluate import EVALUATORS
+
     sub = parser.add_subparsers(dest="task", metavar="TASK", required=True)
-    p = sub.add_parser("sugarcrepe", help=TASK_HELP["sugarcrepe"], description=TASK_HELP["sugarcrepe"])
-    _common(p)
+    for name in EVALUATORS.names():  # every registered evaluator is a task, described by its help
+        text = EVALUATORS.help(name)
+        p = sub.add_parser(name, help=text, description=text)
+        _common(p)
+        _ADAPTERS.get(name, _GENERIC)[0](p, name)
+    p = sub.add_parser(
+        "compare", help="two result JSON files side by side", description="two runs, paper's table shape"
+    )
+    p.add_argument("results", nargs=2, metavar="RESULT.json")
+
+
+def _sugarcrepe_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--annotations", required=True, help="folder with add_obj.json ... swap_att.json")
     p.add_argument("--images", required=True, help="image folder the items' filenames refer to")
     p.add_argument("--subsets", nargs="+", default=None, help="evaluate only these subsets")
 
-    p = sub.add_parser("zeroshot", help=TASK_HELP["zeroshot"], description=TASK_HELP["zeroshot"])
-    _common(p)
+
+def _sugarcrepe_config(args: argparse.Namespace) -> dict:
+    cfg = {"annotations": args.annotations, "images": args.images}
+    return {**cfg, "subsets": args.subsets} if args.subsets else cfg
+
+
+def _zeroshot_arguments(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--images", required=True, help="ImageFolder root: one folder per class")
     p.add_argument(
         "--classnames",
@@ -126,35 +148,74 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--templates", default=None, help="prompt templates file ({label} placeholder), one per line"
     )
 
-    p = sub.add_parser("retrieval", help=TASK_HELP["retrieval"], description=TASK_HELP["retrieval"])
-    _common(p)
+
+def _zeroshot_config(args: argparse.Namespace) -> dict:
+    from lift.evaluate.formats import read_templates
+
+    cfg = {"images": args.images, "classnames": args.classnames}
+    return {**cfg, "templates": read_templates(args.templates)} if args.templates else cfg
+
+
+def _retrieval_arguments(p: argparse.ArgumentParser, name: str) -> None:
+    from lift.evaluate.retrieval import FORMATS, PROTOCOLS
+
     p.add_argument("--images", required=True, help="image folder")
     p.add_argument("--annotations", required=True, help="COCO captions JSON or flickr_annotations_30k.csv")
     p.add_argument(
-        "--format", choices=("coco", "flickr"), default=None, help="default: flickr for .csv, else coco"
+        "--format", choices=sorted(FORMATS), default=None, help="default: flickr for .csv, else coco"
     )
-    p.add_argument("--protocol", choices=("first-caption", "all-captions"), default="first-caption")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=PROTOCOLS[0])
     p.add_argument("--split", default="test", help="Flickr30K split column value (default test)")
 
-    p = sub.add_parser(
-        "compare", help="two result JSON files side by side", description="two runs, paper's table shape"
-    )
-    p.add_argument("results", nargs=2, metavar="RESULT.json")
+
+def _retrieval_config(args: argparse.Namespace) -> dict:
+    fmt = args.format or ("flickr" if str(args.annotations).endswith(".csv") else "coco")
+    return {"images": args.images, "annotations": args.annotations, "format": fmt, "protocol": args.protocol,
+            "split": args.split}  # fmt: skip
+
+
+def _generic_arguments(p: argparse.ArgumentParser, name: str) -> None:
+    """A plugin evaluator without its own flags: its config's fields as repeated --set KEY=VALUE."""
+    import dataclasses
+
+    from lift.evaluate import get_evaluator
+
+    fields = ", ".join(f.name for f in dataclasses.fields(get_evaluator(name).config_cls))
+    p.add_argument(
+        "--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+        help=f"a field of its config ({fields}); repeat for several",
+    )  # fmt: skip
+
+
+def _generic_config(args: argparse.Namespace) -> dict:
+    from lift.config import apply_overrides, config_to_dict
+    from lift.evaluate import get_evaluator
+
+    cls = get_evaluator(args.task).config_cls
+    try:
+        defaults = cls()
+    except TypeError as e:  # a plugin's mistake, not the user's
+        raise LiftError(
+            f"{args.task}: its config {cls.__name__} needs a default for every field: {e}"
+        ) from None
+    try:
+        return config_to_dict(apply_overrides(cls, defaults, args.settings))
+    except LiftError as e:
+        raise LiftError(f"--set: {e}") from None
+
+
+# The command-line adapters of the built-in evaluators; any other registered one gets the generic one.
+_ADAPTERS = {
+    "sugarcrepe": (_sugarcrepe_arguments, _sugarcrepe_config),
+    "zeroshot": (_zeroshot_arguments, _zeroshot_config),
+    "retrieval": (_retrieval_arguments, _retrieval_config),
+}
+_GENERIC = (_generic_arguments, _generic_config)
 
 
 def task_config(args: argparse.Namespace) -> dict:
     """The evaluator's config from the command line."""
-    if args.task == "sugarcrepe":
-        cfg = {"annotations": args.annotations, "images": args.images}
-        return {**cfg, "subsets": args.subsets} if args.subsets else cfg
-    if args.task == "zeroshot":
-        from lift.evaluate.formats import read_templates
-
-        cfg = {"images": args.images, "classnames": args.classnames}
-        return {**cfg, "templates": read_templates(args.templates)} if args.templates else cfg
-    fmt = args.format or ("flickr" if str(args.annotations).endswith(".csv") else "coco")
-    return {"images": args.images, "annotations": args.annotations, "format": fmt, "protocol": args.protocol,
-            "split": args.split}  # fmt: skip
+    return _ADAPTERS.get(args.task, _GENERIC)[1](args)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -184,11 +245,20 @@ def _check_out(path: Path) -> None:
     check_output_file(path, flag="--out", replaceable=_is_result, what="a lift eval result JSON")
 
 
+def _table(result: EvalResult) -> str:
+    """The paper's table shape for a built-in task; a plugin evaluator's metrics one per line."""
+    from lift.evaluate.results import COLUMNS, markdown_table
+
+    if result.task in COLUMNS:
+        return markdown_table(result)
+    return "\n".join(f"{key}: {value:.2f}" for key, value in result.metrics.items())
+
+
 def run(args: argparse.Namespace) -> int:
     if args.task == "compare":
         return _compare(args)
     from lift.evaluate import EvalContext, evaluate_checkpoint
-    from lift.evaluate.results import markdown_table, write_result
+    from lift.evaluate.results import write_result
     from lift.evaluate.text_cache import TextEmbeddingCache, default_cache_path
 
     if args.out:  # before any work: results are never computed and then lost
@@ -215,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.out:
         write_result(args.out, result)
-    print(markdown_table(result))
+    print(_table(result))
     stats = result.notes.get("text_embedding", {})
     print(
         f"{args.task}: {result.seconds:.1f}s; texts embedded {stats.get('encoded', 0)}, "

@@ -4,14 +4,9 @@ vision tower of LLaVA-style multimodal models) or an open_clip model folder.
 RUN_OR_CHECKPOINT is a run folder (its latest checkpoint), a checkpoint folder, or a `.pt` file in
 the reference implementation's layout (the paper's released checkpoints).
 
-Formats:
-  hf-clip-vision  config.json + model.safetensors + preprocessor_config.json + README.md.
-                  The ViT trunk only: a LIFT model's MLP head (and a CLIP model's visual.proj)
-                  has no place in a CLIPVisionModel and is not exported; README.md says how to
-                  pool (average-pooled models: post_layernorm(last_hidden_state[:, 1:]).mean(1)).
-  open_clip       open_clip_config.json + open_clip_model.safetensors, loaded offline with
-                  open_clip.create_model_and_transforms("local-dir:DIR"). CLIP models only:
-                  open_clip has no slot for LIFT's MLP head nor for a frozen external text encoder.
+The formats (--format) are listed at the end. A format exports only what it has a slot for (a
+CLIPVisionModel has none for LIFT's MLP head) or refuses the model, and says so; the printed notes
+and the exported README.md say how to pool and load the result.
 
 Examples:
   lift export runs/lift-demo --format hf-clip-vision --out exports/lift-demo-hf
@@ -41,14 +36,14 @@ ORDER = 50
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from lift.interop.export import format_names
+    from lift.interop.export import FORMATS
+    from lift.registry import describe
 
+    parser.epilog = f"formats (--format):\n{describe(FORMATS)}"
     parser.add_argument(
         "source", metavar="RUN_OR_CHECKPOINT", help="run folder, checkpoint folder or reference .pt"
     )
-    parser.add_argument(
-        "--format", required=True, choices=format_names(), help="what to export to (see above)"
-    )
+    parser.add_argument("--format", required=True, choices=FORMATS, help="what to export to (listed below)")
     parser.add_argument(
         "--out", required=True, help="the folder to write (written aside, then renamed into place)"
     )

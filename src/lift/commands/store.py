@@ -1,7 +1,8 @@
 """Inspect and check an embedding store written by `lift embed`.
 
-`info` prints the manifest summary: rows, shards, dim, dtype, bytes on disk, the text encoder
-identity the embeddings came from, and how many input rows were skipped. `verify` reads every
+`info` prints the manifest summary: rows, shards, dim, dtype, the views each key holds (one vector
+per caption field embedded) and the bytes per row, bytes on disk, the text encoder identity the
+embeddings came from, and how many input rows were skipped. `verify` reads every
 byte again: it recounts rows, recomputes every checksum and names each damaged shard
 (exit status 1 when anything is damaged, 0 when the store is healthy).
 
@@ -60,6 +61,8 @@ def store_summary(path: str) -> dict:
         "shards": store.num_shards,
         "dim": store.dim,
         "dtype": store.dtype,
+        "views": store.views,
+        "bytes_per_row": store.bytes_per_row,
         "bytes": store.nbytes,
         "skipped": m["skipped"],
         "truncated": m.get("truncated"),  # stores written before lift counted truncation lack it
@@ -80,6 +83,7 @@ def _info(args: argparse.Namespace) -> int:
     cut = "" if cut is None else f", {cut:,} truncated" + (f" at {limit} tokens" if limit else "")
     print(f"rows       {s['rows']:,} in {s['shards']:,} shards ({s['skipped']:,} input rows skipped{cut})")
     print(f"vectors    {s['dim']}-d {s['dtype']}, {_human(s['bytes'])} on disk ({s['bytes']:,} bytes)")
+    print(f"views      {len(s['views'])}: {', '.join(s['views'])} ({s['bytes_per_row']:,} bytes per row)")
     print("encoder    " + ", ".join(f"{k}={v}" for k, v in s["identity"].items()))
     if s["sources"]:
         read = {

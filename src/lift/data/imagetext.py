@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -22,12 +22,10 @@ from PIL import Image
 
 from lift.data.images import load_rgb
 from lift.data.index import (  # noqa: F401 (re-exported: the training stage's one import for its data)
-    CAPTION_FIELDS,
     DataIndex,
     Sample,
     build_index,
     caption_field_problem,
-    check_caption_field,
     index_data,
     join_store,
     read_member,
@@ -42,41 +40,33 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return (seed * 1_000_003 + epoch) * 1_000_000_007 + index
 
 
+class TextSource(Protocol):
+    """What a method trains the images against, per sample: stored vector(s) (LIFT) or caption(s)
+    (CLIP). Called in DataLoader workers; raises ValueError for a bad sample."""
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> np.ndarray | str | list[str]: ...
+
+
 class ImageTextDataset(torch.utils.data.Dataset):
     """Map-style dataset over `samples`; items are addressed as (epoch, index).
 
-    Returns a dict with `key`, `image` [3, H, W] and `embedding` (LIFT) or `caption` (CLIP),
-    or `error` (a one-line message) for a bad sample, which the collate function passes on so
-    the main process applies the error policy (workers cannot share its counter).
+    Returns a dict with `key`, `image` [3, H, W] and `text` (what `text_source` gives: a vector
+    [D] or [V, D], or caption(s)), or `error` (a one-line message) for a bad sample, which the
+    collate function passes on so the main process applies the error policy (workers cannot share
+    its counter).
     """
 
     def __init__(
-        self,
-        samples: list[Sample],
-        transform: Callable[[Image.Image], torch.Tensor],
-        *,
-        store: Any = None,
-        caption_field: str = "short",
-        seed: int = 0,
-    ) -> None:
-        check_caption_field(caption_field)
+        self, samples: list[Sample], transform: Callable[[Image.Image], torch.Tensor], *,
+        text_source: TextSource, seed: int = 0,
+    ) -> None:  # fmt: skip
         self.samples = samples
         self.transform = transform
-        self.store = store
-        self.caption_field = caption_field
+        self.text_source = text_source
         self.seed = seed
 
     def __len__(self) -> int:
         return len(self.samples)
-
-    def _caption(self, s: Sample, rng: np.random.Generator) -> str:
-        want = self.caption_field
-        if want == "random":
-            want = ("short", "long")[int(rng.integers(2))]
-        captions = resolve_captions(s, (want,))  # no reading when select_samples resolved them
-        if problem := caption_field_problem(captions, want):
-            raise ValueError(problem)
-        return captions[want]
 
     def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
         epoch, index = item
@@ -91,24 +81,20 @@ class ImageTextDataset(torch.utils.data.Dataset):
                 image = load_rgb(read_member(s, ext))
             except Exception as e:  # PIL raises many types for corrupt files
                 raise ValueError(f"corrupt image {s.key}.{ext}: {e}") from None
-            # Seeded per sample so augmentation is identical across workers, ranks and resumes.
+            # Seeded per sample so augmentation and the caption drawn are identical across workers,
+            # ranks and resumes.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed % (2**63))
                 out["image"] = self.transform(image)
-            if self.store is not None:
-                emb = np.asarray(self.store[s.key], dtype=np.float32)
-                if not np.isfinite(emb).all():
-                    raise ValueError("embedding has NaN or inf values")
-                out["embedding"] = torch.from_numpy(emb.copy())
-            else:
-                out["caption"] = self._caption(s, np.random.default_rng(seed))
+            out["text"] = self.text_source(s, np.random.default_rng(seed))
         except (ValueError, OSError, KeyError) as e:
             return {"key": s.key, "error": f"{s.source}: sample {s.key!r}: {e}"}
         return out
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack the good items; bad ones travel as `errors` for the main process's policy."""
+    """Stack the good items; bad ones travel as `errors` for the main process's policy. `texts` is a
+    Tensor [B, D] / [B, V, D] of stored vectors, or a list of captions (str, or list[str] per sample)."""
     good = [it for it in items if "error" not in it]
     batch: dict[str, Any] = {
         "keys": [it["key"] for it in good],
@@ -116,10 +102,8 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
     if good:
         batch["images"] = torch.stack([it["image"] for it in good])
-        if "embedding" in good[0]:
-            batch["embeddings"] = torch.stack([it["embedding"] for it in good])
-        else:
-            batch["captions"] = [it["caption"] for it in good]
+        texts = [it["text"] for it in good]
+        batch["texts"] = torch.from_numpy(np.stack(texts)) if isinstance(texts[0], np.ndarray) else texts
     return batch
 
 

@@ -24,12 +24,9 @@ from typing import IO, Any
 from lift.data.paths import expand_paths, is_url, shard_name
 from lift.data.samples import caption_problem, is_image_ext, member_kind, split_key
 from lift.data.tars import check_tar_end
+from lift.data.views import caption_of
 from lift.errors import ErrorPolicy, LiftError
 
-CAPTION_FIELDS = ("short", "long", "random")
-# parquet / json column for each caption kind (img2dataset + Recap-DataComp names)
-SHORT_COLUMNS = ("org_caption", "caption", "text")
-LONG_COLUMNS = ("re_caption", "long_caption")
 SIDECARS = ("txt", "json")  # what a sample may hold beside its image: its caption, its metadata
 
 
@@ -84,21 +81,14 @@ class DataIndex:
         return f"not used: {total} {things} ({kinds}); e.g. {self.unused_examples[0]}"
 
 
-def _first(row: dict[str, Any], names: tuple[str, ...]) -> Any:
-    """The value of the first of `names` the row has (None counts as absent, "" as an empty caption)."""
-    return next((row[name] for name in names if row.get(name) is not None), None)
-
-
 def _captions_from_row(row: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for kind, names in (("short", SHORT_COLUMNS), ("long", LONG_COLUMNS)):
-        if (value := _first(row, names)) is not None:
-            out[kind] = value
-    return out
+    """Every caption-like field of a metadata row, by its name (the views a sample can be trained on);
+    None counts as absent, "" as an empty caption."""
+    return {k: v for k, v in row.items() if k != "key" and v is not None}
 
 
 def read_metadata(paths: list[str]) -> dict[str, dict[str, Any]]:
-    """key -> {"short": ..., "long": ...} from parquet files with a `key` column."""
+    """key -> {field: caption} from parquet files with a `key` column."""
     import pyarrow.parquet as pq
 
     out: dict[str, dict[str, Any]] = {}
@@ -268,7 +258,7 @@ def build_index(train_data: str | list[str], metadata: str | None = None) -> lis
 
 
 def select_samples(
-    index: DataIndex, *, store: Any = None, caption_field: str = "short", policy: ErrorPolicy
+    index: DataIndex, *, store: Any = None, views: list[str] | None = None, policy: ErrorPolicy
 ) -> list[Sample]:
     """The samples training uses: one rule for LIFT (`store` given) and CLIP, so both skip the samples
     `lift embed` skips. Each bad item goes through `policy` once, before training starts:
@@ -277,9 +267,10 @@ def select_samples(
     - a key without exactly one image, or with two captions;
     - LIFT: a sample without an embedding (its caption was refused by `lift embed`), an embedding
       without a sample;
-    - CLIP: a caption `lift embed` would refuse (`samples.caption_problem`) in the field it trains on.
+    - CLIP: a caption `lift embed` would refuse (`samples.caption_problem`) in any of the `views` it
+      trains on (names or aliases, see `lift.data.views`; every one is checked, so a random draw never
+      changes which samples exist).
     """
-    check_caption_field(caption_field)
     for message in index.damaged:
         policy.fail(message)
     good = []
@@ -290,7 +281,7 @@ def select_samples(
             good.append(s)
     if store is not None:
         return _join(good, index.samples, store, policy)
-    fields = ("short", "long") if caption_field == "random" else (caption_field,)
+    fields = tuple(views or ("short",))
     kept = []
     for source, group in itertools.groupby(good, key=lambda s: s.source):
         group = list(group)
@@ -304,11 +295,6 @@ def select_samples(
                 else:
                     kept.append(s)
     return kept
-
-
-def check_caption_field(caption_field: str) -> None:
-    if caption_field not in CAPTION_FIELDS:
-        raise LiftError(f"--caption-field must be one of {CAPTION_FIELDS}, got {caption_field!r}")
 
 
 def join_store(samples: list[Sample], store: Any, policy: ErrorPolicy) -> list[Sample]:
@@ -356,9 +342,13 @@ def read_member(sample: Sample, ext: str, f: IO[bytes] | None = None) -> bytes:
 
 
 def resolve_captions(s: Sample, fields: tuple[str, ...], f: IO[bytes] | None = None) -> dict[str, Any]:
-    """`s.captions` completed from its .txt (short) and .json sidecars for `fields`; a sidecar that
-    cannot be read or decoded leaves a ValueError saying so in place of the caption."""
+    """`s.captions` completed from its .txt (view `txt`) and .json sidecars until every one of `fields`
+    (view names or aliases) is found; a sidecar that cannot be read or decoded leaves a ValueError
+    saying so in place of the captions it would have given."""
     captions = dict(s.captions)
+
+    def missing() -> list[str]:
+        return [c for c in fields if caption_of(captions, c) is None]
 
     def read(ext: str) -> bytes | ValueError:
         try:
@@ -366,13 +356,13 @@ def resolve_captions(s: Sample, fields: tuple[str, ...], f: IO[bytes] | None = N
         except OSError as e:
             return ValueError(f"cannot read {s.key}.{ext}: {e}")
 
-    if "short" in fields and "short" not in captions and (txt := s.members_of("txt")):
+    if missing() and "txt" not in captions and (txt := s.members_of("txt")):
         data = read(txt[0])
         try:
-            captions["short"] = data if isinstance(data, ValueError) else data.decode("utf-8").strip()
+            captions["txt"] = data if isinstance(data, ValueError) else data.decode("utf-8").strip()
         except UnicodeDecodeError:
-            captions["short"] = ValueError(f"{s.key}.{txt[0]} is not UTF-8 text")
-    if any(c not in captions for c in fields) and (js := s.members_of("json")):
+            captions["txt"] = ValueError(f"{s.key}.{txt[0]} is not UTF-8 text")
+    if missing() and (js := s.members_of("json")):
         data = read(js[0])
         try:
             row = data if isinstance(data, ValueError) else json.loads(data)
@@ -382,13 +372,14 @@ def resolve_captions(s: Sample, fields: tuple[str, ...], f: IO[bytes] | None = N
             captions = {**_captions_from_row(row), **captions}
         else:
             bad = row if isinstance(row, ValueError) else ValueError(f"{s.key}.{js[0]} is not a JSON object")
-            captions.update({c: bad for c in fields if c not in captions})
+            captions.update({c: bad for c in missing()})
     return captions
 
 
 def caption_field_problem(captions: dict[str, Any], kind: str) -> str | None:
-    """Why the `kind` caption cannot be trained on, by the rule `lift embed` applies (None if it can)."""
-    value = captions.get(kind)
+    """Why the `kind` caption (a view or an alias) cannot be trained on, by the rule `lift embed`
+    applies (None if it can)."""
+    value = caption_of(captions, kind)
     if isinstance(value, ValueError):
         return str(value)
     if value is None:

@@ -93,45 +93,52 @@ def synth_world(out: Path, profile: DemoProfile, seed: int) -> dict:
     return generate_world(out / "world", cfg, workers=2)
 
 
-def embed_regime(out: Path, regime: str, device: str) -> Path:
+def embed_store(out: Path, name: str, device: str, *, caption_field: str, **encoder_options: Any) -> Path:
+    """OUT/stores/NAME: the world's captions of `caption_field` (several: "a,b", one view each) embedded
+    by the default frozen encoder (`encoder_options`: another pooling, max tokens, instruction)."""
     from lift.embed import embed_captions
 
-    store = out / "stores" / regime
+    store = out / "stores" / name
     embed_captions(
-        sources=[str(out / "world" / "train" / "*.parquet")],
-        out=store,
-        encoder="default",
-        key_field="key",
-        caption_field=REGIMES[regime],
-        device=device,
-    )
+        sources=[str(out / "world" / "train" / "*.parquet")], out=store, encoder="default", key_field="key",
+        caption_field=caption_field, device=device, **encoder_options,
+    )  # fmt: skip
     return store
+
+
+def embed_regime(out: Path, regime: str, device: str) -> Path:
+    return embed_store(out, regime, device, caption_field=REGIMES[regime])
 
 
 def train_run(
     out: Path, method: str, regime: str, profile: DemoProfile, seed: int, *,
     settings: MethodSettings, name: str | None = None,
 ) -> dict:  # fmt: skip
-    """Train OUT/runs/NAME (default METHOD-REGIME) at the profile's budget with `settings`."""
+    """Train OUT/runs/NAME (default METHOD-REGIME) at the profile's budget with `settings`: LIFT reads the
+    regime's one-view store, CLIP the same captions as raw text."""
+    lift_store = {"store": str(out / "stores" / regime)}
+    return train_spec(
+        out, profile, seed, name=name or f"{method}-{regime}", method=method, settings=settings,
+        captions=regime if method == "clip" else None, options=lift_store if method == "lift" else {},
+    )  # fmt: skip
+
+
+def train_spec(
+    out: Path, profile: DemoProfile, seed: int, *, name: str, method: str, settings: MethodSettings,
+    captions: str | None = None, options: dict[str, Any] | None = None, init_from: str | None = None,
+    budget: float = 1.0,
+) -> dict:  # fmt: skip
+    """Train OUT/runs/NAME on the world's training shards at `budget` times the profile's epochs."""
     from lift.train import TrainConfig, train
 
     cfg = TrainConfig(
-        method=method,
-        model=profile.model,
-        train_data=str(out / "world" / "train"),
-        store=str(out / "stores" / regime) if method == "lift" else None,
-        caption_field=regime,
-        out=str(out / "runs" / (name or f"{method}-{regime}")),
-        batch_size=profile.batch_size,
-        epochs=profile.epochs,
-        lr=settings.lr,
-        init_temperature=settings.temperature,
-        warmup=settings.warmup,
-        seed=seed,
+        method=method, model=profile.model, train_data=str(out / "world" / "train"), captions=captions,
+        options=dict(options or {}), out=str(out / "runs" / name), batch_size=profile.batch_size,
+        epochs=profile.epochs * budget, lr=settings.lr, init_temperature=settings.temperature,
+        warmup=settings.warmup, seed=seed, init_from=init_from,
         save_every=10**9,  # only the final checkpoint: the demo's runs are short
-        log_every=5,
-        resume="latest",  # a rerun continues (or skips) a run instead of starting over
-    )
+        log_every=5, resume="latest",  # a rerun continues (or skips) a run instead of starting over
+    )  # fmt: skip
     return train(cfg)
 
 

@@ -198,13 +198,13 @@ def _commands(results: dict[str, Any], out: Path) -> list[str]:
         cmds.append(f"lift embed '{w}/train/*.parquet' --caption-field {field} --out {out}/stores/{regime}")
     for regime in ("short", "long"):
         for method in ("lift", "clip"):
-            store = f" --store {out}/stores/{regime}" if method == "lift" else ""
+            text = f" --store {out}/stores/{regime}" if method == "lift" else f" --captions {regime}"
             s = profile["settings"][f"{method}-{regime}"]
             temperature = f" --init-temperature {s['temperature']}" if s["temperature"] is not None else ""
             warmup = f" --warmup {s['warmup']}" if s["warmup"] is not None else ""
             cmds.append(
-                f"lift train --method {method} --model {profile['model']} --train-data {w}/train{store} "
-                f"--caption-field {regime} --batch-size {profile['batch_size']} --epochs {profile['epochs']} "
+                f"lift train --method {method} --model {profile['model']} --train-data {w}/train{text} "
+                f"--batch-size {profile['batch_size']} --epochs {profile['epochs']} "
                 f"--lr {s['lr']}{temperature}{warmup} --seed {seed} --out {out}/runs/{method}-{regime}"
             )
     run = f"{out}/runs/RUN"

@@ -13,15 +13,14 @@ its typed config (a dataclass that rejects unknown keys), big_vision style:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, is_dataclass
 from typing import Any
 
 from lift.config import config_from_dict
-from lift.errors import LiftError
 from lift.evaluate.context import EvalContext
 from lift.evaluate.results import EvalResult
+from lift.registry import Registry
 
 __all__ = [
     "EVALUATORS",
@@ -42,26 +41,43 @@ class Evaluator:
     fn: Callable[..., EvalResult]
 
 
-EVALUATORS: dict[str, Evaluator] = {}
-_BUILTIN = ("sugarcrepe", "zeroshot", "retrieval")
+# Built-ins register themselves when their module is imported (torch and friends: loaded on use); their
+# one-line help is here, so `lift eval --help` imports none of them.
+_BUILTIN = {
+    "sugarcrepe": (
+        "lift.evaluate.sugarcrepe",
+        "SugarCrepe's seven compositional subsets (accuracy, strict: ties are wrong)",
+    ),
+    "zeroshot": (
+        "lift.evaluate.zeroshot",
+        "zero-shot classification of an ImageFolder tree (top-1, top-5, mean per-class recall)",
+    ),
+    "retrieval": (
+        "lift.evaluate.retrieval",
+        "image<->text retrieval on COCO captions or Flickr30K (R@1/5/10 both directions)",
+    ),
+}
+# Every `lift eval TASK`: name -> Evaluator.
+EVALUATORS: Registry[Evaluator] = Registry("evaluator", lazy=_BUILTIN)
 
 
-def register(name: str, config_cls: type) -> Callable[[Callable[..., EvalResult]], Callable[..., EvalResult]]:
-    """Decorator: `@register("zeroshot", ZeroShotConfig)` on `fn(model, config, ctx) -> EvalResult`."""
+def register(
+    name: str, config_cls: type, *, help: str = ""
+) -> Callable[[Callable[..., EvalResult]], Callable[..., EvalResult]]:
+    """Decorator: `@register("zeroshot", ZeroShotConfig, help="one line for --help")` on
+    `fn(model, config, ctx) -> EvalResult`; help defaults to the function's docstring's first line."""
 
     def wrap(fn: Callable[..., EvalResult]) -> Callable[..., EvalResult]:
-        EVALUATORS[name] = Evaluator(name, config_cls, fn)
+        text = help or (name not in _BUILTIN and (fn.__doc__ or "").strip().split("\n")[0]) or ""
+        EVALUATORS.add(name, Evaluator(name, config_cls, fn), help=text)
         return fn
 
     return wrap
 
 
 def get_evaluator(name: str) -> Evaluator:
-    if name not in EVALUATORS and name in _BUILTIN:
-        importlib.import_module(f"lift.evaluate.{name}")  # registers itself on import
-    if name not in EVALUATORS:
-        raise LiftError(f"unknown evaluator {name!r}; known: {sorted(set(EVALUATORS) | set(_BUILTIN))}")
-    return EVALUATORS[name]
+    """The evaluator `name`; an unknown name is a one-line LiftError listing the known ones."""
+    return EVALUATORS.get(name)
 
 
 def run_evaluator(name: str, model: Any, config: Any, *, ctx: EvalContext | None = None) -> EvalResult:

@@ -11,7 +11,6 @@ text tower is trained) of the model's weights; a model with neither is not cache
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from lift.errors import LiftError
+from lift.methods import identity_key, weights_key
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS emb (identity TEXT NOT NULL, text TEXT NOT NULL, vec BLOB NOT NULL, "
@@ -42,22 +42,19 @@ def _sha(payload: bytes) -> str:
 
 
 def text_identity_key(model: Any) -> str | None:
-    """A stable key for the text side of `model`, or None when it has no stable identity."""
+    """A stable key for the text side of `model`, or None when it has no stable identity.
+
+    A model from `lift.load` says it itself (`text_cache_key`: its method decides, e.g. LIFT's frozen
+    encoder identity plus its text adapter's weights); for other models, a frozen encoder's identity
+    when `text_identity` names one, else a hash of the weights.
+    """
+    if hasattr(model, "text_cache_key"):
+        return model.text_cache_key
     ident = getattr(model, "text_identity", None)
-    method = getattr(model, "method", None)
-    if isinstance(ident, dict) and ident.get("weights_sha256") and method != "clip":
-        # A frozen encoder: its identity (weights hash, pooling, max length...) decides the vectors.
-        return _sha(json.dumps(ident, sort_keys=True, default=str).encode())
-    # A trained text tower (CLIP) or an unknown text side: the weights themselves are the identity.
+    if isinstance(ident, dict) and ident.get("weights_sha256"):
+        return identity_key(ident)
     state = model.state_dict() if hasattr(model, "state_dict") else {}
-    if not state:
-        return None
-    h = hashlib.sha256(type(model).__qualname__.encode())
-    for name in sorted(state):
-        t = state[name].detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return "weights-" + h.hexdigest()[:32]
+    return weights_key(state, type(model).__qualname__) if state else None
 
 
 class TextEmbeddingCache:

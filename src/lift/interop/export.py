@@ -12,7 +12,6 @@ lift's output marker, so a later `--overwrite` knows lift wrote it.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 from lift.atomic import atomic_dir
 from lift.errors import LiftError
 from lift.outputs import prepare_output_dir, write_marker
+from lift.registry import Registry
 
 KIND = "export"  # the marker's kind: what `--overwrite` may replace
 
@@ -38,40 +38,37 @@ class ExportReport:
     notes: list[str] = field(default_factory=list)  # what a user must know beyond `usage`
 
 
-@dataclass(frozen=True)
-class ExportFormat:
-    name: str
-    help: str
-    fn: Callable[..., ExportReport]
-
-
-FORMATS: dict[str, ExportFormat] = {}
-# Built-in formats register themselves when their module is imported (imports are heavy: load on use).
-BUILTIN = {"hf-clip-vision": "lift.interop.hf_clip_vision", "open_clip": "lift.interop.open_clip_format"}
+# Built-in formats register themselves when their module is imported (imports are heavy: load on use);
+# their help is here, so `lift export --help` imports none of them.
+BUILTIN = {
+    "hf-clip-vision": (
+        "lift.interop.hf_clip_vision",
+        "the ViT as a Hugging Face CLIPVisionModel folder "
+        "(LLaVA-style vision tower); LIFT's head is not included",
+    ),
+    "open_clip": (
+        "lift.interop.open_clip_format",
+        "a CLIP model as an open_clip local-dir: folder (config + safetensors); LIFT models are refused",
+    ),
+}
+# name -> fn(model, folder, *, out) -> ExportReport; `--format` chooses one.
+FORMATS: Registry[Callable[..., ExportReport]] = Registry("export format", flag="--format", lazy=BUILTIN)
 
 
 def register_format(
-    name: str, help: str
+    name: str, help: str = ""
 ) -> Callable[[Callable[..., ExportReport]], Callable[..., ExportReport]]:
     """Decorator: `@register_format("onnx", "one line for --help")` on `fn(model, folder, *, out)`."""
-
-    def wrap(fn: Callable[..., ExportReport]) -> Callable[..., ExportReport]:
-        FORMATS[name] = ExportFormat(name, help, fn)
-        return fn
-
-    return wrap
+    return FORMATS.register(name, help=help)
 
 
 def format_names() -> list[str]:
-    return sorted(set(FORMATS) | set(BUILTIN))
+    return FORMATS.names()
 
 
-def get_format(name: str) -> ExportFormat:
-    if name not in FORMATS and name in BUILTIN:
-        importlib.import_module(BUILTIN[name])
-    if name not in FORMATS:
-        raise LiftError(f"unknown export format {name!r}; known: {', '.join(format_names())}")
-    return FORMATS[name]
+def get_format(name: str) -> Callable[..., ExportReport]:
+    """The export function of format `name`; an unknown name is a one-line LiftError listing the known ones."""
+    return FORMATS.get(name)
 
 
 def export_model(
@@ -85,7 +82,7 @@ def export_model(
     """
     from lift.api import load
 
-    fmt_ = get_format(fmt)
+    write = get_format(fmt)
     out = Path(out)
     # refused with or without --overwrite (and even when empty: renaming onto the cwd would drop it)
     if _holds(out.resolve(), Path(source).resolve()):
@@ -97,7 +94,7 @@ def export_model(
     prepare_output_dir(out, kind=KIND, overwrite=overwrite, sources=[source])
     model = load(source, **load_kwargs)
     with atomic_dir(os.path.abspath(out)) as folder:
-        report = fmt_.fn(model, folder, out=out)
+        report = write(model, folder, out=out)
         write_marker(folder, KIND)
     return report
 

@@ -145,10 +145,7 @@ def _readme(config: ModelConfig, tower: VisionTowerConfig, source: str) -> str:
     ])  # fmt: skip
 
 
-@register_format(
-    "hf-clip-vision",
-    "the ViT as a Hugging Face CLIPVisionModel folder (LLaVA-style vision tower); LIFT's head is not included",
-)
+@register_format("hf-clip-vision")
 def export_hf_clip_vision(model: Any, folder: Path, *, out: Path) -> ExportReport:
     """Write config.json, model.safetensors, preprocessor_config.json and README.md into `folder`."""
     from transformers import CLIPImageProcessor

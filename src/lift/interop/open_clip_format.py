@@ -53,10 +53,7 @@ def open_clip_model_cfg(config: ModelConfig) -> dict[str, Any]:
     return cfg
 
 
-@register_format(
-    "open_clip",
-    "a CLIP model as an open_clip local-dir: folder (config + safetensors); LIFT models are refused",
-)
+@register_format("open_clip")
 def export_open_clip(model: Any, folder: Path, *, out: Path) -> ExportReport:
     """Write open_clip_config.json, NAME.json and open_clip_model.safetensors into `folder`."""
     config = model.model.config

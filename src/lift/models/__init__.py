@@ -12,9 +12,8 @@ from collections.abc import Callable
 from open_clip.tokenizer import SimpleTokenizer
 from torch import nn
 
-from lift.errors import LiftError
 from lift.models.clip_model import ClipModel
-from lift.models.config import METHODS, ModelConfig, TextTowerConfig, VisionTowerConfig
+from lift.models.config import ModelConfig, TextTowerConfig, VisionTowerConfig
 from lift.models.lift_model import LiftModel, build_head
 from lift.models.towers import (
     MODEL_REGISTRY,
@@ -25,11 +24,15 @@ from lift.models.towers import (
     text_tower,
     vision_tower,
 )
+from lift.registry import Registry
 
-_BUILDERS: dict[str, Callable[[ModelConfig], nn.Module]] = {"lift": LiftModel, "clip": ClipModel}
+# the model class of each method (ModelConfig.method); a method with its own class registers it here
+MODEL_CLASSES: Registry[Callable[[ModelConfig], nn.Module]] = Registry("model class")
+MODEL_CLASSES.add("lift", LiftModel, help="vision tower + MLP head (+ text adapter) vs frozen text vectors")
+MODEL_CLASSES.add("clip", ClipModel, help="open_clip CLIP: vision tower + text transformer")
 
 __all__ = [
-    "METHODS",
+    "MODEL_CLASSES",
     "MODEL_REGISTRY",
     "ClipModel",
     "LiftModel",
@@ -50,9 +53,7 @@ __all__ = [
 
 def create_model(config: ModelConfig) -> LiftModel | ClipModel:
     """Build a freshly initialised model (use torch.manual_seed first for reproducible weights)."""
-    if config.method not in _BUILDERS:
-        raise LiftError(f"unknown method {config.method!r}; known: {', '.join(METHODS)}")
-    return _BUILDERS[config.method](config)
+    return MODEL_CLASSES.get(config.method)(config)
 
 
 def get_tokenizer(config: ModelConfig) -> SimpleTokenizer:

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from lift.errors import LiftError
 
-METHODS = ("lift", "clip")
 POOL_TYPES = ("avg", "tok")  # open_clip ViT pooling: mean of patch tokens | the class token
 
 
@@ -66,6 +65,8 @@ class ModelConfig:
     vision / text: explicit towers (None: `model`'s registered ones), so a model whose architecture
         was inferred from a checkpoint rebuilds from its config alone. Configs written before these
         fields existed load unchanged.
+    text_adapter: LIFT's trainable map on the frozen vectors (`lift.models.adapters`); "none" is the
+        paper's recipe.
     """
 
     method: str = "lift"
@@ -79,3 +80,4 @@ class ModelConfig:
     grad_checkpointing: bool = False
     vision: VisionTowerConfig | None = None
     text: TextTowerConfig | None = None
+    text_adapter: str = "none"

@@ -1,6 +1,7 @@
 """LIFT: an open_clip ViT (average-pooled, no projection) + an MLP head onto the frozen text space.
 
-The text side is a stored embedding from the frozen encoder, so this module has no text tower.
+The text side is a stored embedding from the frozen encoder, so this module has no text tower; an
+optional trainable adapter (`lift.models.adapters`) maps the frozen vectors before the loss.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from torch import Tensor, nn
 
 from lift.errors import LiftError
 from lift.losses import get_loss_spec
+from lift.models.adapters import build_adapter
 from lift.models.base import ContrastiveModelMixin, initial_logit_scale
 from lift.models.config import ModelConfig
 from lift.models.towers import build_vision_trunk, vision_cfg
@@ -48,6 +50,9 @@ class LiftModel(ContrastiveModelMixin, nn.Module):
         self.logit_bias = (
             None if loss.init_logit_bias is None else nn.Parameter(torch.tensor(loss.init_logit_bias))
         )
+        # the frozen vectors' adapter (an Identity without weights for the paper's recipe, so
+        # checkpoints without an adapter keep their keys)
+        self.text_adapter = build_adapter(config.text_adapter, config.embed_dim)
         self.set_grad_checkpointing(config.grad_checkpointing)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -57,11 +62,17 @@ class LiftModel(ContrastiveModelMixin, nn.Module):
         x = self.head(self.visual(images))  # [B, 3, H, W] -> [B, width] -> [B, embed_dim]
         return F.normalize(x, dim=-1) if normalize else x
 
-    def encode_text(self, tokens: Tensor, normalize: bool = True) -> Tensor:
-        raise LiftError(
-            "a LIFT model has no text tower: texts are embedded by the frozen encoder "
-            "(use `lift.load(...)`, whose encode_text runs it)"
-        )
+    def encode_text(self, vectors: Tensor, normalize: bool = True) -> Tensor:
+        """The frozen encoder's vectors [..., D] (stored, or from `lift.load(...).encode_text`) through the
+        text adapter. A LIFT model has no text tower: texts are embedded by the frozen encoder."""
+        if not vectors.is_floating_point() or vectors.shape[-1] != self.config.embed_dim:
+            raise LiftError(
+                f"a LIFT model has no text tower: encode_text takes the frozen encoder's vectors [..., "
+                f"{self.config.embed_dim}], got {vectors.dtype} {list(vectors.shape)} (lift.load(...).encode_text "
+                "embeds texts)"
+            )
+        x = self.text_adapter(vectors.float())
+        return F.normalize(x, dim=-1) if normalize else x
 
     def forward(self, images: Tensor) -> Tensor:
         """L2-normalised image embeddings [B, embed_dim] (what the loss compares with stored texts)."""

@@ -1,4 +1,5 @@
-"""Registry of named architectures: the vision tower (shared by LIFT and CLIP) and CLIP's text tower.
+"""Named architectures (the `--model` registry): the vision tower (shared by LIFT and CLIP) and CLIP's
+text tower.
 
 Towers are open_clip's own `VisionTransformer` / text transformer built from `CLIPVisionCfg` /
 `CLIPTextCfg`, so weights keep open_clip's layout (`visual.*`) and export to open_clip directly.
@@ -8,14 +9,14 @@ Every vision tower is average-pooled over patch tokens (the paper's choice, not 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 from open_clip.transformer import VisionTransformer
 from torch import nn
 
-from lift.errors import LiftError
 from lift.models.config import ModelConfig, TextTowerConfig, VisionTowerConfig
+from lift.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -24,28 +25,31 @@ class TowerSpec:
 
     vision: CLIPVisionCfg
     text: CLIPTextCfg
-    description: str
+    description: str = ""  # `get_spec` fills it from the registered help
 
 
-MODEL_REGISTRY: dict[str, Callable[[], TowerSpec]] = {}
+# name -> a function building its TowerSpec; `--model` chooses one.
+TOWERS: Registry[Callable[[], TowerSpec]] = Registry("model", flag="--model")
+MODEL_REGISTRY = TOWERS  # the name lift.models exported before the shared Registry
 
 
-def register_model(name: str) -> Callable[[Callable[[], TowerSpec]], Callable[[], TowerSpec]]:
-    def wrap(fn: Callable[[], TowerSpec]) -> Callable[[], TowerSpec]:
-        MODEL_REGISTRY[name] = fn
-        return fn
-
-    return wrap
+def register_model(
+    name: str, *, help: str = ""
+) -> Callable[[Callable[[], TowerSpec]], Callable[[], TowerSpec]]:
+    """Decorator, timm style: `@register_model("vit-l14", help="one line for --help")` on
+    `fn() -> TowerSpec`."""
+    return TOWERS.register(name, help=help)
 
 
 def list_models() -> list[str]:
-    return sorted(MODEL_REGISTRY)
+    return TOWERS.names()
 
 
 def get_spec(name: str) -> TowerSpec:
-    if name not in MODEL_REGISTRY:
-        raise LiftError(f"unknown model {name!r}; known: {', '.join(list_models())}")
-    return MODEL_REGISTRY[name]()
+    """The architecture `name`; an unknown name is a one-line LiftError listing the known ones."""
+    entry = TOWERS.entry(name)
+    spec = entry.obj()
+    return spec if spec.description else replace(spec, description=entry.help)
 
 
 def _spec(
@@ -55,7 +59,6 @@ def _spec(
     patch: int,
     image_size: int,
     text: tuple[int, int, int],
-    description: str,
 ) -> TowerSpec:
     """A ViT (`heads` of width // heads, average-pooled) and a text tower (layers, width, heads)."""
     vision = CLIPVisionCfg(
@@ -67,25 +70,23 @@ def _spec(
         pool_type="avg",
     )
     text_layers, text_width, text_heads = text
-    return TowerSpec(vision, CLIPTextCfg(layers=text_layers, width=text_width, heads=text_heads), description)
+    return TowerSpec(vision, CLIPTextCfg(layers=text_layers, width=text_width, heads=text_heads))
 
 
-@register_model("vit-tiny")
+@register_model("vit-tiny", help="CPU default: 4-layer 128-wide ViT, patch 8 at 64 px; text 4 x 128")
 def _vit_tiny() -> TowerSpec:
-    return _spec(
-        4, 128, 4, 8, 64, (4, 128, 4), "CPU default: 4-layer 128-wide ViT, patch 8 at 64 px; text 4 x 128"
-    )
+    return _spec(4, 128, 4, 8, 64, (4, 128, 4))
 
 
-@register_model("vit-small")
+@register_model("vit-small", help="6-layer 256-wide ViT, patch 8 at 64 px; text 6 x 256")
 def _vit_small() -> TowerSpec:
-    return _spec(6, 256, 4, 8, 64, (6, 256, 4), "6-layer 256-wide ViT, patch 8 at 64 px; text 6 x 256")
+    return _spec(6, 256, 4, 8, 64, (6, 256, 4))
 
 
-@register_model("vit-b16")
+@register_model("vit-b16", help="the paper's ViT-B/16 at 224 px; CLIP text 12 x 512")
 def _vit_b16() -> TowerSpec:
     # The paper's ViT-B/16 (12 x 768, 12 heads) at 224 px; its CLIP text tower is 12 x 512, 8 heads.
-    return _spec(12, 768, 12, 16, 224, (12, 512, 8), "the paper's ViT-B/16 at 224 px; CLIP text 12 x 512")
+    return _spec(12, 768, 12, 16, 224, (12, 512, 8))
 
 
 def vision_tower(config: ModelConfig) -> VisionTowerConfig:

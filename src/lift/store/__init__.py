@@ -9,12 +9,25 @@
     store = open_store("emb/")
     store["000000042"], store.get(0, 5), store.get_many(keys), store.iter_shard(0)
 
+Several views per key (one vector per caption field): `StoreWriter(..., views=["org_caption",
+"re_caption"])` takes (N, V, dim) embeddings; `store.views`, `store.view_index(name)`;
+`store[key]` is (V, dim), `store.get_many(keys)` (N, V, dim) and `store.get_many(keys, view="re_caption")`
+(N, dim). A one-view store reads exactly as before: (dim,) and (N, dim).
+
 See `lift.store.format` for the on-disk layout.
 """
 
 from lift.store.codecs import STORE_DTYPES
 from lift.store.format import StoreDamaged
 from lift.store.reader import EmbeddingStore, KeyNotInStore, open_store
-from lift.store.writer import StoreWriter
+from lift.store.writer import StoreWriter, ViewsDiffer
 
-__all__ = ["STORE_DTYPES", "EmbeddingStore", "KeyNotInStore", "StoreDamaged", "StoreWriter", "open_store"]
+__all__ = [
+    "STORE_DTYPES",
+    "EmbeddingStore",
+    "KeyNotInStore",
+    "StoreDamaged",
+    "StoreWriter",
+    "ViewsDiffer",
+    "open_store",
+]

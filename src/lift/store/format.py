@@ -1,8 +1,9 @@
 """The on-disk layout of an embedding store: file names, sizes, key hashes and checksums.
 
-STORE/store.json            header: format, version, encoder identity, dim, dtype, shard names
-STORE/shards/00000.emb      (rows, dim) codes, little-endian, fixed stride (np.memmap-able)
-STORE/shards/00000.scale    (rows,) float32 per-row scales (int8 only)
+STORE/store.json            header: format, version, encoder identity, dim, dtype, views, shard names
+STORE/shards/00000.emb      (rows * V, dim) codes, little-endian, fixed stride (np.memmap-able):
+                            view v of row r is physical row r * V + v
+STORE/shards/00000.scale    (rows * V,) float32 per-physical-row scales (int8 only)
 STORE/shards/00000.keys     the keys, utf-8, concatenated
 STORE/shards/00000.koff     (rows + 1,) uint64 byte offsets into .keys
 STORE/shards/00000.khash    (rows,) uint64 key hashes in row order (the global index is built from them)
@@ -10,6 +11,12 @@ STORE/shards/00000.json     sidecar: rows, skipped, per-file sizes and blake2b; 
 STORE/index.hash            (total,) uint64 key hashes, sorted
 STORE/index.row             (total,) uint64 global row of each hash (store order)
 STORE/manifest.json         written once every shard exists; its presence means "complete"
+
+Views: a key holds one vector per named view (e.g. one per caption column: `org_caption`,
+`re_caption`). Header, sidecars and manifest list them as `"views": [names]`. A store of several
+views is format version 2, so a lift that predates views refuses it instead of misreading it; a
+store of one view stays version 1, readable by that lift. A version-1 store without "views" (written
+before views existed) has one view, named after the caption field it was embedded from.
 """
 
 from __future__ import annotations
@@ -27,7 +34,10 @@ from lift.errors import LiftError
 from lift.store.codecs import get_codec
 
 FORMAT_NAME = "lift-embedding-store"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # of a one-view store
+MULTI_VIEW_VERSION = 2  # of a store of several views
+SUPPORTED_VERSIONS = (FORMAT_VERSION, MULTI_VIEW_VERSION)
+DEFAULT_VIEW = "default"
 MANIFEST = "manifest.json"
 HEADER = "store.json"
 SHARD_DIR = "shards"
@@ -50,17 +60,74 @@ def shard_prefix(i: int, num_shards: int) -> str:
     return f"{SHARD_DIR}/{i:0{width}d}"
 
 
-def shard_file_sizes(rows: int, dim: int, dtype: str, keys_bytes: int) -> dict[str, int]:
-    """The exact byte size of every file of a shard: anything else means the shard is damaged."""
+def format_version(num_views: int) -> int:
+    """The format version a store of `num_views` views is written as."""
+    return FORMAT_VERSION if num_views == 1 else MULTI_VIEW_VERSION
+
+
+def check_views(views: Any, where: object) -> list[str]:
+    """`views` as a list of distinct non-empty names, or a LiftError naming `where`."""
+    if not isinstance(views, (list, tuple)) or not views:
+        raise LiftError(f"{where}: views must be a non-empty list of names, got {views!r}")
+    for v in views:
+        if not isinstance(v, str) or not v.strip():
+            raise LiftError(f"{where}: view name {v!r} is not a non-empty string")
+    if len(set(views)) != len(views):
+        dup = next(v for v in views if list(views).count(v) > 1)
+        raise LiftError(f"{where}: view {dup!r} is named twice; view names must be unique")
+    return list(views)
+
+
+def legacy_view_name(manifest: dict[str, Any]) -> str:
+    """The one view of a store written before views existed: the caption field it was embedded from
+    (as recorded in `extra`, else its first source's default), else "default"."""
+    extra = manifest.get("extra") if isinstance(manifest.get("extra"), dict) else {}
+    field = extra.get("caption_field")
+    if isinstance(field, str) and field:
+        return field
+    sources = manifest.get("sources")
+    if isinstance(sources, list) and sources and isinstance(sources[0], str):
+        from lift.data.captions import source_for  # lazy: the store is read without the caption readers
+
+        fmt = extra.get("fmt")
+        try:
+            return source_for(sources[0], fmt if isinstance(fmt, str) else "auto").caption_field
+        except LiftError:
+            pass
+    return DEFAULT_VIEW
+
+
+def store_views(meta: dict[str, Any], where: object) -> list[str]:
+    """The views a manifest (or header) records, checked against its version; a version-1 one without
+    "views" has the single legacy view. LiftError when they disagree."""
+    if "views" not in meta:
+        if meta.get("version") != FORMAT_VERSION:
+            raise StoreDamaged(f"{where}: a version-{meta.get('version')} store must list its views")
+        return [legacy_view_name(meta)]
+    try:
+        views = check_views(meta["views"], where)
+    except LiftError as e:
+        raise StoreDamaged(str(e)) from None
+    if meta.get("version") != format_version(len(views)):
+        raise StoreDamaged(
+            f"{where}: {len(views)} view(s) in a version-{meta.get('version')} store "
+            f"(expected version {format_version(len(views))})"
+        )
+    return views
+
+
+def shard_file_sizes(rows: int, dim: int, dtype: str, keys_bytes: int, views: int = 1) -> dict[str, int]:
+    """The exact byte size of every file of a shard of `views` vectors per row: anything else means
+    the shard is damaged."""
     codec = get_codec(dtype)
     sizes = {
-        "emb": rows * dim * codec.storage.itemsize,
+        "emb": rows * views * dim * codec.storage.itemsize,
         "keys": keys_bytes,
         "koff": (rows + 1) * OFFSET_DTYPE.itemsize,
         "khash": rows * KEY_HASH_DTYPE.itemsize,
     }
     if codec.has_scale:
-        sizes["scale"] = rows * SCALE_DTYPE.itemsize
+        sizes["scale"] = rows * views * SCALE_DTYPE.itemsize
     return sizes
 
 
@@ -129,8 +196,8 @@ def check_header(header: dict[str, Any], where: Path) -> None:
     """Refuse other formats and versions this code does not know."""
     if header.get("format") != FORMAT_NAME:
         raise LiftError(f"{where}: not a lift embedding store (format {header.get('format')!r})")
-    if header.get("version") != FORMAT_VERSION:
+    if header.get("version") not in SUPPORTED_VERSIONS:
         raise LiftError(
             f"{where}: store format version {header.get('version')!r} is not supported "
-            f"(this lift reads version {FORMAT_VERSION})"
+            f"(this lift reads versions {', '.join(map(str, SUPPORTED_VERSIONS))})"
         )

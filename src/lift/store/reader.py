@@ -1,5 +1,9 @@
 """Reading an embedding store: memory-mapped, key lookup without loading embeddings, streaming.
 
+Views: every key holds one vector per view (`store.views`). A one-view store reads as it always
+has ((dim,) per key, (n, dim) per batch); a store of V views gives (V, dim) per key and (n, V, dim)
+per batch, or (n, dim) of one view when `view=` (an index or a name) is given.
+
 Integrity: `open_store` checks every file's size against the manifest (truncated or grown files
 are refused up front), and a key lookup compares the stored key, so damaged keys or index give an
 error, never another key's vector. Lookups do NOT checksum the embedding bytes they read (that
@@ -36,6 +40,7 @@ from lift.store.format import (
     key_hashes,
     manifest_checksum,
     read_json,
+    store_views,
 )
 from lift.store.verify import manifest_files, size_problems, verify_store
 
@@ -73,13 +78,16 @@ def _int_view(arr: np.ndarray) -> Sequence[int]:
 class _Shard:
     """The memory maps of one shard, opened on first use."""
 
-    def __init__(self, root: Path, index: int, entry: dict[str, Any], dim: int, dtype: str) -> None:
+    def __init__(
+        self, root: Path, index: int, entry: dict[str, Any], dim: int, dtype: str, views: int
+    ) -> None:
         codec = get_codec(dtype)
         rows, base = entry["rows"], inside(root, entry["path"])
         self.index, self.name, self.rows = index, entry["name"], rows
         self.stem = str(base)
-        self.emb = _map(Path(f"{base}.emb"), codec.storage, (rows, dim))
-        self.scale = _map(Path(f"{base}.scale"), SCALE_DTYPE, (rows,)) if codec.has_scale else None
+        # the (rows * V, dim) file seen as (rows, V, dim): view v of row r is physical row r * V + v
+        self.emb = _map(Path(f"{base}.emb"), codec.storage, (rows, views, dim))
+        self.scale = _map(Path(f"{base}.scale"), SCALE_DTYPE, (rows, views)) if codec.has_scale else None
         self.keys = _map(Path(f"{base}.keys"), np.uint8, (entry["files"]["keys"]["bytes"],))
         self.koff = _map(Path(f"{base}.koff"), OFFSET_DTYPE, (rows + 1,))
         self.koff_ints = _int_view(self.koff)
@@ -117,13 +125,15 @@ class _Shard:
 
 
 class EmbeddingStore:
-    """A finished store. `store[key]`, `store.get(shard, row)`, `get_many`, `iter_shard`, `keys()`."""
+    """A finished store. `store[key]`, `store.get(shard, row)`, `get_many`, `iter_shard`, `keys()`;
+    `views`, `num_views`, `view_index(name)`."""
 
     def __init__(self, root: Path, manifest: dict[str, Any], *, max_open_shards: int = 64) -> None:
         self.path, self.manifest = root, manifest
         self.dim: int = manifest["dim"]
         self.dtype: str = manifest["dtype"]
         self.identity: dict[str, Any] = manifest["identity"]
+        self.views: list[str] = store_views(manifest, root / MANIFEST)
         self._codec = get_codec(self.dtype)
         self._entries: list[dict[str, Any]] = manifest["shards"]
         self._starts = [0]
@@ -144,6 +154,37 @@ class EmbeddingStore:
     @property
     def num_shards(self) -> int:
         return len(self._entries)
+
+    @property
+    def num_views(self) -> int:
+        return len(self.views)
+
+    @property
+    def bytes_per_row(self) -> int:
+        """Bytes of vectors (every view, int8 scales included) each key takes on disk."""
+        per_view = self.dim * self._codec.storage.itemsize + (
+            SCALE_DTYPE.itemsize if self._codec.has_scale else 0
+        )
+        return self.num_views * per_view
+
+    def view_index(self, view: str | int) -> int:
+        """The position of a view, given by name or index; a one-line LiftError naming the views otherwise."""
+        if isinstance(view, (int, np.integer)) and not isinstance(view, bool):
+            if 0 <= view < self.num_views:
+                return int(view)
+            raise LiftError(
+                f"{self.path}: view {view} out of range; the store has {self.num_views} view(s): "
+                f"{', '.join(self.views)}"
+            )
+        if isinstance(view, str) and view in self.views:
+            return self.views.index(view)
+        raise LiftError(f"{self.path}: no view {view!r}; the store's views: {', '.join(self.views)}")
+
+    def _view_or_all(self, view: str | int | None) -> int | None:
+        """The view index to read (None: every view, as a [.., V, dim] axis); one-view stores read view 0."""
+        if view is not None:
+            return self.view_index(view)
+        return 0 if self.num_views == 1 else None
 
     @property
     def shard_names(self) -> list[str]:
@@ -169,22 +210,24 @@ class EmbeddingStore:
             self._open.move_to_end(i)
             return sh
         i = self._check_shard(i)
-        sh = self._open[i] = _Shard(self.path, i, self._entries[i], self.dim, self.dtype)
+        sh = self._open[i] = _Shard(self.path, i, self._entries[i], self.dim, self.dtype, self.num_views)
         if len(self._open) > self._max_open:
             self._open.popitem(last=False)
         return sh
 
-    def _decode(self, sh: _Shard, rows: np.ndarray | slice) -> np.ndarray:
-        return self._codec.decode(sh.emb[rows], None if sh.scale is None else sh.scale[rows])
+    def _decode(self, sh: _Shard, rows: np.ndarray | slice | int, view: int | None) -> np.ndarray:
+        """float32 vectors of `rows`: [.., dim] of one view, or [.., V, dim] when view is None."""
+        at = (rows, slice(None)) if view is None else (rows, view)
+        return self._codec.decode(sh.emb[at], None if sh.scale is None else sh.scale[at])
 
     # ---- lookups ----------------------------------------------------------------------------------
 
     def get(self, shard: int, row: int) -> np.ndarray:
-        """The float32 (dim,) embedding at (shard, row)."""
+        """The float32 embedding at (shard, row): (dim,) in a one-view store, else (V, dim)."""
         sh = self._shard(shard)
         if not isinstance(row, (int, np.integer)) or not 0 <= row < sh.rows:
             raise LiftError(f"{self.path}: row {row!r} out of range for shard {shard} ({sh.rows} rows)")
-        return self._decode(sh, row)
+        return self._decode(sh, row, self._view_or_all(None))
 
     def _scan(self, i: int, h: int, encoded: bytes) -> tuple[_Shard, int] | None:
         """Index entries from position i on share the hash h; the stored key decides which is ours."""
@@ -216,13 +259,16 @@ class EmbeddingStore:
         return self._find(key) is not None
 
     def __getitem__(self, key: str) -> np.ndarray:
+        """The float32 embedding of a key: (dim,) in a one-view store, else (V, dim)."""
         found = self._find(key)
         if found is None:
             raise KeyNotInStore(f"key {key!r} is not in the store {self.path}")
-        return self._decode(*found)
+        return self._decode(*found, self._view_or_all(None))
 
-    def get_many(self, keys: Sequence[str]) -> np.ndarray:
-        """(n, dim) float32 for n keys: one vectorised index search, then one gather per shard."""
+    def get_many(self, keys: Sequence[str], view: str | int | None = None) -> np.ndarray:
+        """float32 vectors of n keys: (n, dim) in a one-view store or of the given `view` (index or
+        name), else (n, V, dim). One vectorised index search, then one gather per shard."""
+        v = self._view_or_all(view)
         keys = list(keys)
         if not all(isinstance(k, str) for k in keys):
             raise KeyNotInStore(f"keys must be strings (store {self.path})")
@@ -236,11 +282,13 @@ class EmbeddingStore:
             if found is None:
                 raise KeyNotInStore(f"key {keys[j]!r} is not in the store {self.path}")
             shards[j], rows[j] = found[0].index, found[1]
-        out = np.empty((len(keys), self.dim), np.float32)
+        out = np.empty(
+            (len(keys), self.dim) if v is not None else (len(keys), self.num_views, self.dim), np.float32
+        )
         for s in np.unique(shards):
             sel = np.flatnonzero(shards == s)
             sel = sel[np.argsort(rows[sel], kind="stable")]  # ascending rows: friendlier to the page cache
-            out[sel] = self._decode(self._shard(int(s)), rows[sel])
+            out[sel] = self._decode(self._shard(int(s)), rows[sel], v)
         return out
 
     # ---- streaming --------------------------------------------------------------------------------
@@ -249,14 +297,23 @@ class EmbeddingStore:
         sh = self._shard(i)
         return sh.keys_range(0, sh.rows)
 
-    def iter_shard(self, i: int, batch_size: int = 4096) -> Iterator[tuple[list[str], np.ndarray]]:
-        """Shard i in row order, as (keys, (b, dim) float32) batches."""
+    def iter_shard(
+        self, i: int, batch_size: int = 4096, view: str | int | None = None
+    ) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Shard i in row order, as (keys, float32) batches: (b, dim) in a one-view store or of the given
+        `view`, else (b, V, dim)."""
         if batch_size < 1:
             raise LiftError(f"batch_size must be >= 1, got {batch_size}")
+        v = self._view_or_all(view)  # checked before the first batch is asked for
         sh = self._shard(i)
+        return self._iter_rows(sh, batch_size, v)
+
+    def _iter_rows(
+        self, sh: _Shard, batch_size: int, view: int | None
+    ) -> Iterator[tuple[list[str], np.ndarray]]:
         for start in range(0, sh.rows, batch_size):
             stop = min(start + batch_size, sh.rows)
-            yield sh.keys_range(start, stop), self._decode(sh, slice(start, stop))
+            yield sh.keys_range(start, stop), self._decode(sh, slice(start, stop), view)
 
     def keys(self) -> Iterator[str]:
         """Every key, in store order (shard by shard, row by row)."""
@@ -281,7 +338,10 @@ class EmbeddingStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"EmbeddingStore({str(self.path)!r}, rows={len(self)}, dim={self.dim}, dtype={self.dtype})"
+        views = f", views={self.views}" if self.num_views > 1 else ""
+        return (
+            f"EmbeddingStore({str(self.path)!r}, rows={len(self)}, dim={self.dim}, dtype={self.dtype}{views})"
+        )
 
 
 def _incomplete_message(root: Path) -> str:

@@ -20,6 +20,7 @@ from lift.store.format import (
     inside,
     read_json,
     shard_file_sizes,
+    store_views,
 )
 
 
@@ -32,6 +33,7 @@ def manifest_files(root: Path, manifest: dict[str, Any]) -> list[tuple[str, Path
     """(owner label, path, expected size, recorded blake2b) for every data file the manifest names."""
     out = []
     total = manifest["rows"]
+    num_views = len(store_views(manifest, root / "manifest.json"))
     for name in INDEX_FILES:
         rec = manifest["index"]["files"][name]
         size = total * (KEY_HASH_DTYPE.itemsize if name == INDEX_FILES[0] else INDEX_ROW_DTYPE.itemsize)
@@ -40,7 +42,9 @@ def manifest_files(root: Path, manifest: dict[str, Any]) -> list[tuple[str, Path
         out.append((f"index ({name})", root / name, size, rec["blake2b"]))
     for i, entry in enumerate(manifest["shards"]):
         files = entry["files"]
-        expected = shard_file_sizes(entry["rows"], manifest["dim"], manifest["dtype"], files["keys"]["bytes"])
+        expected = shard_file_sizes(
+            entry["rows"], manifest["dim"], manifest["dtype"], files["keys"]["bytes"], num_views
+        )
         if set(files) != set(expected):
             raise KeyError(f"shard {i} lists files {sorted(files)}, expected {sorted(expected)}")
         for ext, size in expected.items():
@@ -89,7 +93,10 @@ def verify_store(root: Path, manifest: dict[str, Any], *, progress: bool = False
     problems = size_problems(root, manifest)
     if manifest["rows"] != sum(s["rows"] for s in manifest["shards"]):
         problems.append("manifest: total rows differ from the sum of the shards' rows")
-    header = {k: manifest[k] for k in ("format", "version", "identity", "dim", "dtype")}
+    # "views" is in every file of a store that has it, and in none of one written before views existed
+    header = {
+        k: manifest[k] for k in ("format", "version", "identity", "dim", "dtype", "views") if k in manifest
+    }
     problems += _json_problems(
         root / HEADER, {**header, "shard_names": [s["name"] for s in manifest["shards"]]}, "store header"
     )
@@ -114,7 +121,7 @@ def verify_store(root: Path, manifest: dict[str, Any], *, progress: bool = False
             "index": i,
             "dim": manifest["dim"],
         }
-        side |= {"dtype": manifest["dtype"], "shard": entry}
+        side |= {k: manifest[k] for k in ("dtype", "views") if k in manifest} | {"shard": entry}
         problems += [
             f"{label}: {p}" for p in _json_problems(inside(root, f"{entry['path']}.json"), side, "sidecar")
         ]

@@ -21,16 +21,18 @@ from lift.errors import LiftError
 from lift.identity import identity_diff
 from lift.store.codecs import get_codec
 from lift.store.format import (
+    DEFAULT_VIEW,
     FORMAT_NAME,
-    FORMAT_VERSION,
     HEADER,
     INDEX_FILES,
     MANIFEST,
     OFFSET_DTYPE,
     SHARD_DIR,
     check_header,
+    check_views,
     combined_checksum,
     file_checksum,
+    format_version,
     key_hashes,
     manifest_checksum,
     read_json,
@@ -38,6 +40,15 @@ from lift.store.format import (
     shard_prefix,
 )
 from lift.store.index import MAX_SORT_ROWS, HashingWriter, build_index
+
+
+class ViewsDiffer(LiftError):
+    """A job writes other views than the store holds (`store_views`, `job_views`): a stage that knows
+    where the views come from (`lift embed`: the caption fields) can say so in its own words."""
+
+    def __init__(self, message: str, *, store_views: Any, job_views: list[str]) -> None:
+        super().__init__(message)
+        self.store_views, self.job_views = store_views, job_views
 
 
 def _jsonable(value: Any, what: str) -> Any:
@@ -57,7 +68,11 @@ def _remove_temps(folder: Path, stem: str = "") -> None:
 
 
 class StoreWriter:
-    """Creates a store folder (or checks that an existing one matches) and writes its shards."""
+    """Creates a store folder (or checks that an existing one matches) and writes its shards.
+
+    `views`: the names of the vectors each key holds (one per caption field, say); `write_shard`
+    then takes (N, V, dim) embeddings ((N, dim) also for one view).
+    """
 
     def __init__(
         self,
@@ -69,6 +84,7 @@ class StoreWriter:
         shard_names: list[str],
         sources: list[str] | None = None,
         extra: dict[str, Any] | None = None,
+        views: list[str] | tuple[str, ...] = (DEFAULT_VIEW,),
     ) -> None:
         self.root = Path(out_dir)
         self.codec = get_codec(dtype)
@@ -82,21 +98,30 @@ class StoreWriter:
             raise LiftError(f"{self.root}: shard name {dup!r} is given twice; shard names must be unique")
         self.identity = dict(_jsonable(identity, "identity"))
         self.dim, self.dtype, self.shard_names = dim, dtype, names
+        self.views = check_views(views, self.root)
         self.sources = list(_jsonable(sources or [], "sources"))
         self.extra = dict(_jsonable(extra or {}, "extra"))
         self.header = {
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
+            "version": format_version(len(self.views)),
             "identity": self.identity,
             "dim": dim,
             "dtype": dtype,
+            "views": self.views,
             "shard_names": names,
         }
+        # the fields that name the views in every file; empty when resuming a store begun before views
+        # existed, which is finished in its own (one-view, version 1) layout
+        self._views_field: dict[str, Any] = {"views": self.views}
         self._open_or_create()
 
     @property
     def num_shards(self) -> int:
         return len(self.shard_names)
+
+    @property
+    def num_views(self) -> int:
+        return len(self.views)
 
     # ---- the store folder -------------------------------------------------------------------------
 
@@ -126,6 +151,21 @@ class StoreWriter:
             raise LiftError(
                 f"text encoder mismatch between this job and store {self.root} ({'; '.join(diff)}), this "
                 "job's value first; write to a new output folder, or rerun with the store's settings"
+            )
+        if "views" not in found:  # begun before views existed: one view, named by the job's settings
+            if self.num_views > 1:
+                raise LiftError(
+                    f"{self.root}: the store was begun by a lift without views (one vector per key) but "
+                    f"this job writes views={self.views!r}; use a new output folder"
+                )
+            self._views_field = {}
+            found = {**found, "views": self.views}
+        if found.get("views") != self.views:
+            raise ViewsDiffer(
+                f"{self.root}: the store has views={found.get('views')!r} but this job writes "
+                f"views={self.views!r}; use a new output folder or the store's settings",
+                store_views=found.get("views"),
+                job_views=self.views,
             )
         for key in ("dim", "dtype"):
             if found.get(key) != self.header[key]:
@@ -165,9 +205,13 @@ class StoreWriter:
             entry = side["shard"]
             if (side.get("index"), side.get("dim"), side.get("dtype")) != (i, self.dim, self.dtype):
                 return None
+            if side.get("views") != self._views_field.get("views"):
+                return None
             if entry["name"] != self.shard_names[i] or entry["path"] != self._prefix(i):
                 return None
-            expected = shard_file_sizes(entry["rows"], self.dim, self.dtype, entry["files"]["keys"]["bytes"])
+            expected = shard_file_sizes(
+                entry["rows"], self.dim, self.dtype, entry["files"]["keys"]["bytes"], self.num_views
+            )
             if set(entry["files"]) != set(expected):
                 return None
             for ext, size in expected.items():
@@ -192,16 +236,22 @@ class StoreWriter:
     ) -> list[bytes]:
         name = f"{self.root} shard {i} ({self.shard_names[i]})"
         emb = np.asarray(embeddings)
-        if emb.ndim != 2 or emb.shape[1] != self.dim:
-            raise LiftError(f"{name}: embeddings have shape {emb.shape}, expected (N, {self.dim})")
+        if self.num_views == 1 and emb.ndim == 2:
+            emb = emb[:, None]
+        if emb.ndim != 3 or emb.shape[1:] != (self.num_views, self.dim):
+            want = f"(N, {self.dim})" if self.num_views == 1 else f"(N, {self.num_views}, {self.dim})"
+            views = "" if self.num_views == 1 else f" ({self.num_views} views: {', '.join(self.views)})"
+            raise LiftError(f"{name}: embeddings have shape {np.shape(embeddings)}, expected {want}{views}")
         if emb.shape[0] != len(keys):
             raise LiftError(f"{name}: {len(keys)} keys but {emb.shape[0]} embeddings")
         for what, n in counts.items():
             if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
                 raise LiftError(f"{name}: {what} must be a count >= 0, got {n!r}")
-        bad = np.flatnonzero(~np.isfinite(emb).all(axis=1))
+        bad = np.argwhere(~np.isfinite(emb).all(axis=2))
         if bad.size:
-            raise LiftError(f"{name}: embedding of key {keys[bad[0]]!r} (row {bad[0]}) is not finite")
+            row, view = bad[0]
+            which = "" if self.num_views == 1 else f" view {self.views[view]!r}"
+            raise LiftError(f"{name}: embedding of key {keys[row]!r} (row {row}){which} is not finite")
         encoded = []
         for row, key in enumerate(keys):
             if not isinstance(key, str) or not key:
@@ -220,7 +270,9 @@ class StoreWriter:
         self, i: int, keys: list[str], embeddings: np.ndarray, skipped: int = 0, *, truncated: int = 0,
         inputs: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
-        """Write shard i (replacing any earlier version of it): keys (N,), embeddings (N, dim) float32.
+        """Write shard i (replacing any earlier version of it): keys (N,), embeddings (N, V, dim) float32
+        in the order of `views` ((N, dim) for a one-view store); view v of row r is stored as physical
+        row r * V + v.
 
         `skipped`: input rows left out; `truncated`: rows whose text was cut; `inputs`: what the shard
         was made from (a JSON dict, e.g. the input file's fingerprint and read settings), kept in its
@@ -238,7 +290,8 @@ class StoreWriter:
         stem = prefix.split("/")[-1]
         _remove_temps(self.root / SHARD_DIR, stem)
 
-        codes, scales = self.codec.encode(np.asarray(embeddings, dtype=np.float32))
+        flat = np.asarray(embeddings, dtype=np.float32).reshape(len(keys) * self.num_views, self.dim)
+        codes, scales = self.codec.encode(flat)  # (rows * V, dim), (rows * V,): row-major, views inner
         lengths = np.fromiter((len(k) for k in encoded), dtype=np.int64, count=len(encoded))
         arrays: dict[str, np.ndarray | bytes] = {"emb": codes}
         if scales is not None:
@@ -263,8 +316,9 @@ class StoreWriter:
         }
         if inputs is not None:
             entry["inputs"] = inputs
-        side = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "index": int(i), "dim": self.dim}
-        write_json(self._sidecar_path(i), {**side, "dtype": self.dtype, "shard": entry})
+        side = {"format": FORMAT_NAME, "version": self.header["version"], "index": int(i), "dim": self.dim}
+        side |= {"dtype": self.dtype, **self._views_field, "shard": entry}
+        write_json(self._sidecar_path(i), side)
 
     # ---- completing the store ---------------------------------------------------------------------
 
@@ -298,11 +352,12 @@ class StoreWriter:
         }
         manifest: dict[str, Any] = {
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
+            "version": self.header["version"],
             "complete": True,
             "identity": self.identity,
             "dim": self.dim,
             "dtype": self.dtype,
+            **self._views_field,
             "rows": sum(e["rows"] for e in entries),
             "skipped": sum(e["skipped"] for e in entries),
             "truncated": sum(e.get("truncated", 0) for e in entries),  # older shards do not record it

@@ -1,4 +1,4 @@
-"""How token states become one vector per text: a registry of poolings, and `auto` resolution.
+"""How token states become one vector per text: the `--pooling` registry, and `auto` resolution.
 
 Each pooling maps hidden states [B, T, D] and the attention mask [B, T] to [B, D]. `model` is
 special: the model's own `encode` does everything (NV-Embed-V2 style), so it has no function.
@@ -7,23 +7,56 @@ special: the model's own `encode` does everything (NV-Embed-V2 style), so it has
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lift.errors import LiftError
+from lift.registry import Registry
 
 PoolFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-POOLINGS: dict[str, PoolFn | None] = {}
 AUTO = "auto"
 MODEL = "model"  # the model's own encode(); needs trust_remote_code
 
+# Every `--pooling` choice. `auto` and `model` hold no function: `auto` is resolved to another entry
+# before encoding, and `model` runs the model's own encode().
+POOLING_REGISTRY: Registry[PoolFn | None] = Registry("pooling", flag="--pooling")
+POOLING_REGISTRY.add(
+    AUTO,
+    None,
+    help="the folder's sentence-transformers pooling, else last for decoder LLMs and mean for encoders",
+)
+POOLING_REGISTRY.add(
+    MODEL, None, help="the model's own encode() (NV-Embed-V2 style; needs trust_remote_code)"
+)
 
-def register_pooling(name: str) -> Callable[[PoolFn], PoolFn]:
+
+class _PoolFunctions(Mapping[str, "PoolFn | None"]):
+    """Read-only `name -> function` view of the registry without `auto` (never left after resolving)."""
+
+    def __getitem__(self, name: str) -> PoolFn | None:
+        if name == AUTO or name not in POOLING_REGISTRY:
+            raise KeyError(name)
+        return POOLING_REGISTRY.get(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in POOLING_REGISTRY.names() if name != AUTO)
+
+    def __len__(self) -> int:
+        return len(POOLING_REGISTRY.names()) - 1
+
+
+POOLINGS: Mapping[str, PoolFn | None] = _PoolFunctions()
+POOLING_CHOICES = POOLING_REGISTRY  # argparse `choices` (iterable, `in`); kept for older imports
+
+
+def register_pooling(name: str, *, help: str = "") -> Callable[[PoolFn], PoolFn]:
+    """Decorator on `fn(hidden [B, T, D], mask [B, T]) -> [B, D]`; help: its docstring's first line."""
+
     def add(fn: PoolFn) -> PoolFn:
-        POOLINGS[name] = fn
+        POOLING_REGISTRY.add(name, fn, help=help or (fn.__doc__ or "").strip().split("\n")[0])
         return fn
 
     return add
@@ -52,9 +85,6 @@ def last_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     last = (mask.long() * positions).argmax(dim=1)  # [B]
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
-
-POOLINGS[MODEL] = None
-POOLING_CHOICES = (AUTO, *POOLINGS)
 
 # sentence-transformers 1_Pooling/config.json flags -> our pooling names
 _ST_MODES = {
@@ -113,7 +143,6 @@ def is_decoder(config: Any) -> bool:
 def resolve_pooling(pooling: str, folder: Path, config: Any) -> str:
     """`auto` -> the folder's sentence-transformers pooling, else last (decoder) or mean (encoder)."""
     if pooling != AUTO:
-        if pooling not in POOLINGS:
-            raise LiftError(f"--pooling must be one of {', '.join(POOLING_CHOICES)}, got {pooling!r}")
+        POOLING_REGISTRY.entry(pooling)  # an unknown name: the registry's one-line error
         return pooling
     return _sentence_transformers_pooling(folder) or ("last" if is_decoder(config) else "mean")

@@ -1,0 +1,225 @@
+"""The frozen-encoder variants the field moved to, measured beside the paper's LIFT and CLIP on the
+demo's world, tower and budget, on seeds the demo never reports:
+
+    python -m lift.demo.variants --out demo-variants --seeds 1 2
+
+- views: LIFT trained on the short captions, the long ones, one of the two drawn per sample and epoch
+  (`--captions random`, ShareLock) or both at once with a multi-positive loss (`--captions all`,
+  FLAME / LLM2CLIP's several captions per image); CLIP on the same views of raw text;
+- a trainable text-side adapter on the frozen vectors (`--text-adapter linear | mlp`);
+- the encoder-upgrade path: store B holds the same captions embedded by another configuration of the
+  encoder (CLS pooling instead of mean); LIFT trained on B from scratch at the same budget and at
+  twice the budget, and from the paper-LIFT run on store A (`--init-from`) at the same budget.
+
+Each variant takes the tuned settings of the paper run it extends (`tuned_settings()`); every run and
+evaluation resumes. Writes OUT/variants.json and OUT/variants.md (the tables of docs/variants.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lift.atomic import atomic_write, write_json
+from lift.config import config_to_dict, save_config
+from lift.demo.pipeline import PROFILES, embed_store, evaluate_run, resolve_device, synth_world, train_spec
+from lift.errors import LiftError
+
+# store name -> how `lift embed` makes it from the world's parquet
+STORES: dict[str, dict[str, Any]] = {
+    "short": {"caption_field": "org_caption"},
+    "long": {"caption_field": "re_caption"},
+    "both": {"caption_field": "org_caption,re_caption"},
+    "short-cls": {"caption_field": "org_caption", "pooling": "cls"},  # store B: another encoder configuration
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    method: str
+    settings: str  # whose tuned settings (a key of tuned_settings())
+    recipe: str  # what it is, in words (the tables say it)
+    store: str | None = None
+    captions: str | None = None
+    text_adapter: str = "none"
+    init_from: str | None = None  # another variant's run
+    budget: float = 1.0  # times the profile's epochs
+
+    def options(self, out: Path) -> dict[str, Any]:
+        if self.method != "lift":
+            return {}
+        return {"store": str(out / "stores" / str(self.store)), "text_adapter": self.text_adapter}
+
+
+VARIANTS: list[Variant] = [
+    Variant("clip-short", "clip", "clip-short", "CLIP, short captions", captions="short"),
+    Variant("clip-long", "clip", "clip-long", "CLIP, long captions", captions="long"),
+    Variant("clip-random", "clip", "clip-short", "CLIP, short or long drawn per sample", captions="random"),
+    Variant("clip-all", "clip", "clip-short", "CLIP, short and long as two positives", captions="all"),
+    Variant("lift-short", "lift", "lift-short", "LIFT as in the paper, short captions", store="short"),
+    Variant("lift-long", "lift", "lift-long", "LIFT as in the paper, long captions", store="long"),
+    Variant(
+        "lift-random",
+        "lift",
+        "lift-short",
+        "LIFT, short or long drawn per sample",
+        store="both",
+        captions="random",
+    ),  # fmt: skip
+    Variant(
+        "lift-all",
+        "lift",
+        "lift-short",
+        "LIFT, short and long as two positives",
+        store="both",
+        captions="all",
+    ),  # fmt: skip
+    Variant(
+        "lift-short-linear",
+        "lift",
+        "lift-short",
+        "LIFT + linear text adapter, short",
+        store="short",
+        text_adapter="linear",
+    ),  # fmt: skip
+    Variant(
+        "lift-short-mlp",
+        "lift",
+        "lift-short",
+        "LIFT + MLP text adapter, short",
+        store="short",
+        text_adapter="mlp",
+    ),  # fmt: skip
+    Variant("lift-B", "lift", "lift-short", "LIFT on store B from scratch", store="short-cls"),
+    Variant(
+        "lift-B-2x",
+        "lift",
+        "lift-short",
+        "LIFT on store B from scratch, 2x budget",
+        store="short-cls",
+        budget=2.0,
+    ),  # fmt: skip
+    Variant(
+        "lift-B-from-A",
+        "lift",
+        "lift-short",
+        "LIFT on store B from lift-short's tower (--init-from)",
+        store="short-cls",
+        init_from="lift-short",
+    ),  # fmt: skip
+]
+BY_NAME = {v.name: v for v in VARIANTS}
+METRICS = ("sugarcrepe", "zeroshot", "retrieval")
+
+
+@dataclass
+class VariantsConfig:
+    out: str = "demo-variants"
+    profile: str = "default"
+    seeds: list[int] = field(default_factory=lambda: [1, 2])
+    variants: list[str] = field(default_factory=lambda: [v.name for v in VARIANTS])
+    device: str = "auto"
+
+
+def metrics_of(tasks: dict[str, dict]) -> dict[str, float]:
+    """The three numbers a variant is judged by, in %: SugarCrepe-style mean, zero-shot top-1 and
+    retrieval R@1 (image->text and text->image averaged)."""
+    rt = tasks["retrieval"]["metrics"]
+    return {"sugarcrepe": tasks["sugarcrepe"]["metrics"]["mean"], "zeroshot": tasks["zeroshot"]["metrics"]["top1"],
+            "retrieval": (rt["i2t_R@1"] + rt["t2i_R@1"]) / 2}  # fmt: skip
+
+
+def _needed(names: list[str]) -> list[Variant]:
+    """The variants asked for and the ones they start from, in dependency order."""
+    order: list[Variant] = []
+
+    def add(name: str) -> None:
+        if name not in BY_NAME:
+            raise LiftError(f"unknown variant {name!r}; known: {', '.join(BY_NAME)}")
+        v = BY_NAME[name]
+        if v.init_from:
+            add(v.init_from)
+        if v not in order:
+            order.append(v)
+
+    for name in names:
+        add(name)
+    return order
+
+
+def run_variants(cfg: VariantsConfig) -> dict[str, Any]:
+    from lift.demo.pipeline import tuned_settings
+
+    if cfg.profile not in PROFILES:
+        raise LiftError(f"unknown demo profile {cfg.profile!r}; known: {sorted(PROFILES)}")
+    if 0 in cfg.seeds:
+        raise LiftError("seed 0 is the demo's own world; measure variants on other seeds")
+    profile, device, settings = PROFILES[cfg.profile], resolve_device(cfg.device), tuned_settings()
+    root = Path(cfg.out)
+    root.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, root / "variants-config.json")
+    variants = _needed(cfg.variants)
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    for seed in cfg.seeds:
+        out = root / f"seed-{seed}"
+        synth_world(out, profile, seed)
+        for store in sorted({v.store for v in variants if v.store}):
+            embed_store(out, store, device, **STORES[store])
+        for v in variants:
+            print(f"[lift variants] seed {seed}: {v.name}", file=sys.stderr, flush=True)
+            train_spec(out, profile, seed, name=v.name, method=v.method, settings=settings[v.settings],
+                       captions=v.captions, options=v.options(out), budget=v.budget,
+                       init_from=str(out / "runs" / v.init_from) if v.init_from else None)  # fmt: skip
+            results.setdefault(v.name, {})[seed] = metrics_of(evaluate_run(out, v.name, device))
+    summary = {"config": config_to_dict(cfg), "profile": config_to_dict(profile), "variants": {
+        v.name: {"recipe": v.recipe, "settings": config_to_dict(settings[v.settings]), "per_seed": results[v.name],
+                 "mean": {m: statistics.fmean(r[m] for r in results[v.name].values()) for m in METRICS}}
+        for v in variants
+    }}  # fmt: skip
+    write_json(root / "variants.json", summary)
+    with atomic_write(root / "variants.md", "w") as f:
+        f.write(variants_markdown(summary))
+    return summary
+
+
+def variants_markdown(summary: dict[str, Any]) -> str:
+    seeds = summary["config"]["seeds"]
+    head = "| variant | recipe | SugarCrepe-style mean | zero-shot top-1 | retrieval R@1 |"
+    lines = [f"Mean over seeds {', '.join(map(str, seeds))} (per seed in brackets), in %.", "", head,
+             "|---|---|---|---|---|"]  # fmt: skip
+    for name, v in summary["variants"].items():
+        cells = []
+        for m in METRICS:
+            per = ", ".join(f"{v['per_seed'][s][m]:.1f}" for s in seeds if s in v["per_seed"])
+            cells.append(f"{v['mean'][m]:.1f} ({per})")
+        lines.append(f"| {name} | {v['recipe']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    d = VariantsConfig()
+    p = argparse.ArgumentParser(prog="python -m lift.demo.variants", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--out", default=d.out, help="folder (default: %(default)s); every run resumes")
+    p.add_argument("--profile", default=d.profile, choices=sorted(PROFILES), help="demo profile (budget)")
+    p.add_argument("--seeds", type=int, nargs="+", default=d.seeds, help="worlds (not 0, the demo's own)")
+    p.add_argument("--variants", nargs="+", default=d.variants, choices=list(BY_NAME), help="which ones")
+    p.add_argument("--device", default=d.device, help="auto | cpu | cuda")
+    try:
+        summary = run_variants(VariantsConfig(**vars(p.parse_args(argv))))
+    except LiftError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(variants_markdown(summary))
+    print(json.dumps({n: v["mean"] for n, v in summary["variants"].items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
