@@ -189,7 +189,7 @@ def test_two_process_gloo_equals_one_process(tmp_path, inputs, clean_store):
 
 def test_encoder_settings_reach_the_store(tmp_path, inputs):
     out = tmp_path / "store"
-    embed_captions(sources=str(inputs / "00001.parquet"), out=out, max_length=8, instruction="photo: ",
+    embed_captions(sources=str(inputs / "00001.parquet"), out=out, max_tokens=8, instruction="photo: ",
                    normalize=False, store_dtype="float32", progress=False)  # fmt: skip
     store = open_store(out)
     ident = store.identity
@@ -198,5 +198,5 @@ def test_encoder_settings_reach_the_store(tmp_path, inputs):
     row = pq.read_table(inputs / "00001.parquet").to_pylist()[7]
     np.testing.assert_allclose(store[row["key"]], enc.encode([row["caption"]])[0].numpy(), atol=1e-5)
     with pytest.raises(LiftError, match="normalize"):
-        embed_captions(sources=str(inputs / "00001.parquet"), out=out, max_length=8, instruction="photo: ",
+        embed_captions(sources=str(inputs / "00001.parquet"), out=out, max_tokens=8, instruction="photo: ",
                        store_dtype="float32", progress=False)  # fmt: skip

@@ -120,7 +120,7 @@ def test_a_reference_lift_pt_is_evaluated_with_the_encoder_named_on_the_command_
     assert "--vision-heads N" in err  # a 128-wide ViT: its head count is in no shape
     argv += ["--vision-heads", "2"]
     assert main(["eval", *argv]) == 2
-    assert "--text-encoder FOLDER (lift eval) or text_encoder_path= (lift.load)" in capsys.readouterr().err
+    assert "--text-encoder FOLDER (lift eval) or text_encoder= (lift.load)" in capsys.readouterr().err
     _, result = _eval(capsys, *argv, "--text-encoder", str(encoder.path), "--max-tokens", "77")
     assert result["text_encoder"] == encoder.identity
     assert result["counts"]["add_obj"] == {"n": 3, "skipped": 0}

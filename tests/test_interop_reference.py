@@ -91,12 +91,12 @@ def test_reference_lift_images_and_text(tmp_path):
     assert model.model.logit_scale.item() == pytest.approx(2.6592)
     with pytest.raises(
         LiftError,
-        match=r"lift\.pt: no text encoder recorded.*--text-encoder FOLDER \(lift eval\) or text_encoder_path=",
+        match=r"lift\.pt: no text encoder recorded.*--text-encoder FOLDER \(lift eval\) or text_encoder=",
     ):
         model.encode_text(["a cat"])
     _rebuilds(model)
 
-    paired = lift.load(path, text_encoder_path=encoder.path, max_tokens=77, vision_heads=2)
+    paired = lift.load(path, text_encoder=encoder.path, max_tokens=77, vision_heads=2)
     assert paired.text_identity == encoder.identity  # opened on load, so results record it
     texts = ["a red circle", "two blue squares"]
     torch.testing.assert_close(paired.encode_text(texts), F.normalize(encoder.encode(texts), dim=-1), **TOL)
@@ -166,7 +166,7 @@ def test_bad_reference_files_are_named(tmp_path):
 def test_text_encoder_of_the_wrong_dim_is_refused(tmp_path):
     path = save_reference(reference_lift(embed_dim=64), tmp_path / "lift.pt")
     with pytest.raises(LiftError, match=r"gives 384-d embeddings but .*lift\.pt maps images to 64-d"):
-        lift.load(path, text_encoder_path=default_encoder_path(), vision_heads=2)
+        lift.load(path, text_encoder=default_encoder_path(), vision_heads=2)
 
 
 def test_configs_without_towers_load_unchanged_and_explicit_towers_round_trip():
@@ -194,4 +194,4 @@ def test_text_options_must_agree_with_what_a_checkpoint_records(tmp_path):
         lift.load(run, pooling="cls")
     clip = save_reference(reference_clip(), tmp_path / "clip.pt", open_clip_cfg())
     with pytest.raises(LiftError, match=r"clip\.pt: a clip model encodes text with its own tower"):
-        lift.load(clip, text_encoder_path="default")
+        lift.load(clip, text_encoder="default")

@@ -372,7 +372,7 @@ def test_cli_embeds_two_caption_fields_as_views(tmp_path, capsys, enc):
     assert main([*args, "--on-error", "skip"]) == 0
     line = capsys.readouterr().out.splitlines()[0]
     kept = {"p-0": 0, "p-2": 2, "p-3": 3, "p-4": 4, "c-0": 0, "c-2": 2}
-    enc12 = TextEncoder.from_pretrained("default", max_length=12)
+    enc12 = TextEncoder.from_pretrained("default", max_tokens=12)
     table = pq.read_table(pqf).to_pylist()
     with open(csvf, newline="") as f:
         rows = list(csv.DictReader(f))

@@ -179,7 +179,7 @@ def test_encode_reports_truncation_per_text(enc):
     vectors, cut = enc.encode(["a dog", long, "a dog", long], return_truncated=True)
     assert cut.tolist() == [False, True, False, True] and vectors.shape == (4, enc.dim)
     ids, cut = enc.tokenize_and_count(["a dog", long])
-    assert len(ids[1]) == enc.max_length and cut.tolist() == [False, True]
+    assert len(ids[1]) == enc.max_tokens and cut.tolist() == [False, True]
 
 
 # ---- item 12: bad outputs and --max-tokens before any work -----------------------------------------

@@ -187,9 +187,7 @@ def test_eval_text_encoder_default_replaces_a_gone_folder(tmp_path, capsys, defa
     args = ["eval", "sugarcrepe", "--checkpoint", str(run), *_sugarcrepe(tmp_path), "--json"]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert (
-        err.count("\n") == 1 and "--text-encoder FOLDER (lift eval) or text_encoder_path= (lift.load)" in err
-    )
+    assert err.count("\n") == 1 and "--text-encoder FOLDER (lift eval) or text_encoder= (lift.load)" in err
     assert main([*args, "--text-encoder", "default"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["text_encoder"] == default_identity
@@ -233,7 +231,7 @@ def test_embed_records_an_absolute_encoder_path_that_works_from_anywhere(tmp_pat
     assert resolve_encoder_path("models/minilm") == here / "models" / "minilm"
     assert resolve_encoder_path("models/../models/minilm") == here / "models" / "minilm"
     embed_captions(
-        sources=["caps.parquet"], out="store", encoder="models/minilm", batch_size=8, progress=False
+        sources=["caps.parquet"], out="store", text_encoder="models/minilm", batch_size=8, progress=False
     )
     recorded = open_store(here / "store").manifest["extra"]["text_encoder_path"]
     assert os.path.isabs(recorded) and Path(recorded).samefile(here / "models" / "minilm")

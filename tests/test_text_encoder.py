@@ -94,11 +94,11 @@ def test_last_token_pooling_any_padding_side(tmp_path, kind, side):
 
 
 def test_max_length_and_instruction_truncate_as_tokens(tmp_path):
-    enc = TextEncoder.from_pretrained(_save_decoder(tmp_path / "m"), max_length=4, instruction="photo of ")
+    enc = TextEncoder.from_pretrained(_save_decoder(tmp_path / "m"), max_tokens=4, instruction="photo of ")
     ids = enc.tokenize(["a red cube on the ball"])[0]
     assert len(ids) == 4 and ids[-1] == enc.tokenizer.eos_token_id  # 3 tokens + EOS
     assert enc.tokenizer.convert_ids_to_tokens(ids[:3]) == ["photo", "of", "a"]
-    plain = TextEncoder.from_pretrained(tmp_path / "m", max_length=4, append_eos=False)
+    plain = TextEncoder.from_pretrained(tmp_path / "m", max_tokens=4, append_eos=False)
     assert len(plain.tokenize(["a red cube on the ball"])[0]) == 4 and not plain.append_eos
 
 
@@ -147,7 +147,7 @@ def test_model_pooling_calls_the_models_own_encode(tmp_path):
     with pytest.raises(LiftError, match="trust-remote-code"):
         TextEncoder.from_pretrained(folder, pooling="model")
     enc = TextEncoder.from_pretrained(folder, pooling="model", trust_remote_code=True, instruction="q: ",
-                                      max_length=9, normalize=False)  # fmt: skip
+                                      max_tokens=9, normalize=False)  # fmt: skip
     got = enc.encode(["ab", "abcd", "ab"])
     torch.testing.assert_close(got, torch.tensor([[5.0, 9, 1], [7, 9, 1], [5, 9, 1]]))
     assert enc.dim == 3 and enc.identity["pooling"] == "model"
@@ -173,13 +173,13 @@ def test_batch_planning_and_dedup():
 
 
 def test_identity_is_portable_and_checked(tmp_path):
-    enc = TextEncoder.from_pretrained(_save_decoder(tmp_path / "a" / "enc"), max_length=16)
+    enc = TextEncoder.from_pretrained(_save_decoder(tmp_path / "a" / "enc"), max_tokens=16)
     ident = enc.identity
     assert ident["name"] == "enc" and ident["pooling"] == "last" and ident["dim"] == 32
     assert str(tmp_path) not in str(ident) and len(ident["weights_sha256"]) == 64
     moved = Path(shutil.copytree(tmp_path / "a" / "enc", tmp_path / "b" / "enc"))
     again = TextEncoder.from_identity(ident, moved)
-    assert again.identity == ident and again.max_length == 16
+    assert again.identity == ident and again.max_tokens == 16
     torch.testing.assert_close(again.encode(TEXTS), enc.encode(TEXTS))
     assert encoder_identity(moved, like=ident) == ident
     other = _save_decoder(tmp_path / "c" / "enc", seed=1)  # same name, other weights

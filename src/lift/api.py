@@ -7,7 +7,7 @@ released checkpoints, open_clip's trainer's checkpoints) with `torch.load(weight
 `vision_heads=` / `text_heads=`). Never a pickle of objects. For LIFT, `encode_text` runs the frozen
 text encoder: the one recorded in the checkpoint (its identity is checked on load; a moved or renamed
 folder with the same weights is accepted with a warning), or, for a reference `.pt`, which records
-none, the Hugging Face folder passed as `text_encoder_path=` ("default": the packaged one).
+none, the Hugging Face folder passed as `text_encoder=` ("default": the packaged one).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from lift.errors import LiftError
 from lift.methods import get_method
 
 # where a user names the frozen text encoder: the CLI flag and the Python argument
-ENCODER_HINT = "--text-encoder FOLDER (lift eval) or text_encoder_path= (lift.load)"
+ENCODER_HINT = "--text-encoder FOLDER (lift eval) or text_encoder= (lift.load)"
 # lift.load's arguments that only a reference `.pt` needs (a checkpoint folder records all of them)
 REFERENCE_ONLY = {"vision_pool": "--vision-pool", "model_config": "--model-config",
                   "vision_heads": "--vision-heads", "text_heads": "--text-heads"}  # fmt: skip
@@ -130,7 +130,7 @@ class LoadedModel(nn.Module):
         elif path:
             o = self.text_options
             enc = TextEncoder.from_pretrained(
-                path, pooling=o.pooling or "auto", max_length=o.max_tokens or 77, instruction=o.instruction or "",
+                path, pooling=o.pooling or "auto", max_tokens=o.max_tokens or 77, instruction=o.instruction or "",
                 trust_remote_code=o.trust_remote_code,
             )  # fmt: skip
         else:
@@ -216,7 +216,7 @@ def load(
     path: str | Path,
     *,
     device: str | torch.device = "cpu",
-    text_encoder_path: str | Path | None = None,
+    text_encoder: str | Path | None = None,
     pooling: str | None = None,
     instruction: str | None = None,
     max_tokens: int | None = None,
@@ -228,7 +228,7 @@ def load(
 ) -> LoadedModel:
     """Load a run folder (its latest checkpoint), a checkpoint folder, or a reference-layout `.pt`.
 
-    text_encoder_path: the frozen encoder's Hugging Face folder ("default": the packaged
+    text_encoder: the frozen encoder's Hugging Face folder ("default": the packaged
         all-MiniLM-L6-v2) (LIFT): replaces a moved folder of our checkpoints, or names the encoder a
         reference `.pt` was trained against; the encoder is then opened here, run with `pooling` /
         `instruction` / `max_tokens` (default auto / "" / 77).
@@ -247,7 +247,7 @@ def load(
     meta, weights, where = read_checkpoint(Path(path), reference)
     config = config_from_dict(ModelConfig, meta["model"], where=f"{where} model config")
     text = TextOptions(
-        path=None if text_encoder_path is None else str(text_encoder_path), pooling=pooling,
+        path=None if text_encoder is None else str(text_encoder), pooling=pooling,
         instruction=instruction, max_tokens=max_tokens, trust_remote_code=trust_remote_code,
     )  # fmt: skip
     method = get_method(config.method)

@@ -239,7 +239,7 @@ def embed_captions(
     *,
     sources: list[str] | str,
     out: str | os.PathLike,
-    encoder: str | os.PathLike | TextEncoder = "default",
+    text_encoder: str | os.PathLike | TextEncoder = "default",
     store_dtype: str = "float16",
     key_field: str | None = None,
     caption_field: str | Sequence[str] | None = None,
@@ -250,8 +250,8 @@ def embed_captions(
 ) -> dict[str, Any]:
     """Embed every caption of `sources` into the store at `out`; returns the job summary.
 
-    `encoder`: "default", a model folder, or a loaded TextEncoder; `encoder_options` go to
-    `TextEncoder.from_pretrained` (pooling, max_length, instruction, normalize, append_eos, dtype,
+    `text_encoder`: "default", a model folder, or a loaded TextEncoder; `encoder_options` go to
+    `TextEncoder.from_pretrained` (pooling, max_tokens, instruction, normalize, append_eos, dtype,
     device, batch_size, trust_remote_code).
     `caption_field`: one field, or several (a list, or comma-separated: "org_caption,re_caption"),
     each embedded as one view of the store; a row is kept only when every view's caption is usable.
@@ -277,14 +277,14 @@ def embed_captions(
         # (txt for tars, caption for tables), and the first file's names the view
         views = inputs[0]["caption_field"].split(",") if paths else ["caption"]
         check_output_folder(out)  # a file or an unwritable place: refused before the encoder loads
-        if isinstance(encoder, TextEncoder):
+        if isinstance(text_encoder, TextEncoder):
             if encoder_options:
                 raise TypeError(
                     f"encoder options {sorted(encoder_options)} given with an already loaded encoder"
                 )
-            enc = encoder
+            enc = text_encoder
         else:
-            enc = TextEncoder.from_pretrained(encoder, **encoder_options)
+            enc = TextEncoder.from_pretrained(text_encoder, **encoder_options)
         writer = _open_writer(
             out,
             identity=enc.identity,
@@ -322,7 +322,7 @@ def embed_captions(
         "store": str(out),
         "views": views,
         **totals,
-        "max_tokens": enc.max_length,
+        "max_tokens": enc.max_tokens,
         "shards": len(paths),
         "shards_already_done": already_done,
         "shards_unchecked": unchecked,

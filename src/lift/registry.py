@@ -12,12 +12,14 @@ poolings, caption sources, evaluators, export formats, store codecs), in the sty
 
 Built-ins whose modules are heavy to import are declared by name -> module (or (module, help)), so
 listing the names and their help (for `--help`) imports nothing and the module is imported when its
-entry is first used.
+entry is first used. A registry over a plugin package (`package="lift.methods"`) imports every module
+of it when first asked, so a new kind there is one new file.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -38,9 +40,12 @@ class Registry(Generic[T]):
     """Named kinds of one thing. `kind` names it in errors; `flag` is the CLI flag that chooses one."""
 
     def __init__(
-        self, kind: str, *, flag: str | None = None, lazy: dict[str, str | tuple[str, str]] | None = None
-    ) -> None:
+        self, kind: str, *, flag: str | None = None, lazy: dict[str, str | tuple[str, str]] | None = None,
+        package: str | None = None,
+    ) -> None:  # fmt: skip
         self.kind, self.flag = kind, flag
+        # every module of `package` registers its entries when first needed: a new kind is one new file
+        self._package: str | None = package
         self._entries: dict[str, Entry[T]] = {}
         # name -> the module that registers it when imported (and its help, so `--help` imports nothing)
         self._lazy = {n: (m if isinstance(m, str) else m[0]) for n, m in (lazy or {}).items()}
@@ -60,8 +65,13 @@ class Registry(Generic[T]):
             raise LiftError(f"{self.kind} {name!r} is registered twice")
         self._entries[name] = Entry(name, obj, help or self._lazy_help.get(name, ""))
 
-    def _load(self, name: str) -> None:
-        if name not in self._entries and name in self._lazy:
+    def _load(self, name: str | None = None) -> None:
+        if self._package is not None:
+            package, self._package = self._package, None
+            module = importlib.import_module(package)
+            for info in pkgutil.iter_modules(module.__path__):
+                importlib.import_module(f"{package}.{info.name}")
+        if name is not None and name not in self._entries and name in self._lazy:
             importlib.import_module(self._lazy[name])
 
     def entry(self, name: str) -> Entry[T]:
@@ -77,9 +87,11 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Every registered name (lazy ones too, without importing them), sorted."""
+        self._load()
         return sorted(set(self._entries) | set(self._lazy))
 
     def __contains__(self, name: object) -> bool:
+        self._load()
         return name in self._entries or name in self._lazy
 
     def __iter__(self) -> Iterator[str]:

@@ -75,7 +75,7 @@ def naive_encode(enc: TextEncoder, texts: list[str], batch_size: int) -> torch.T
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
             batch = enc.tokenizer(texts[i : i + batch_size], padding=True, truncation=True,
-                                  max_length=enc.max_length, return_tensors="pt").to(enc.device)  # fmt: skip
+                                  max_length=enc.max_tokens, return_tensors="pt").to(enc.device)  # fmt: skip
             hidden = enc.model(**batch).last_hidden_state  # [B, T, D]
             out.append(
                 F.normalize(POOLINGS[enc.pooling](hidden, batch["attention_mask"]), dim=-1).float().cpu()
@@ -87,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=2000, help="captions to embed")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument(
-        "--encoder", default="default", help="'default' or a local sentence-transformers folder"
+        "--text-encoder", default="default", help="'default' or a local Hugging Face model folder"
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-tokens", type=int, default=77)
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> dict:
     from lift.text import TextEncoder
 
     texts = make_captions(args.n, dup_fraction=args.dup_fraction)
-    enc = TextEncoder.from_pretrained(args.encoder, device=args.device, max_length=args.max_tokens,
+    enc = TextEncoder.from_pretrained(args.text_encoder, device=args.device, max_tokens=args.max_tokens,
                                       batch_size=args.batch_size)  # fmt: skip
     methods = {"naive": lambda: naive_encode(enc, texts, args.batch_size), "ours": lambda: enc.encode(texts)}
     if args.sbert:

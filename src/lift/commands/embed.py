@@ -17,7 +17,7 @@ Examples:
   lift embed 'data/train/*.parquet' --caption-field re_caption --out emb/recap
   lift embed 'data/train/*.parquet' --caption-field org_caption,re_caption --out emb/both
   lift embed 'shards/{00000..00099}.tar' --out emb/short --store-dtype int8 --on-error skip
-  torchrun --nproc_per_node 8 -m lift embed meta/ --out emb/nv --encoder /models/NV-Embed-v2 \\
+  torchrun --nproc_per_node 8 -m lift embed meta/ --out emb/nv --text-encoder /models/NV-Embed-v2 \\
       --pooling model --trust-remote-code --max-tokens 323 --dtype float16
 """
 
@@ -48,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="STORE", help="the store folder (created or resumed)")
     enc = parser.add_argument_group("text encoder")
     enc.add_argument(
-        "--encoder",
+        "--text-encoder",
+        "--encoder",  # its earlier name; --text-encoder is the one every command takes
+        dest="text_encoder",
         default="default",
         help="'default' (all-MiniLM-L6-v2, packaged) or a local Hugging Face model folder",
     )
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from lift.embed import embed_captions, summary_line, summary_notes
 
     summary = embed_captions(
-        sources=args.sources, out=args.out, encoder=args.encoder, pooling=args.pooling, max_length=args.max_tokens,
+        sources=args.sources, out=args.out, text_encoder=args.text_encoder, pooling=args.pooling, max_tokens=args.max_tokens,
         instruction=args.instruction, normalize=args.normalize, append_eos=args.append_eos, dtype=args.dtype,
         device=args.device, batch_size=args.batch_size, trust_remote_code=args.trust_remote_code,
         store_dtype=args.store_dtype, key_field=args.key_field, caption_field=args.caption_field, fmt=args.fmt,

@@ -274,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
         cache=cache, policy=ErrorPolicy(args.on_error), progress=not args.no_progress,
     )  # fmt: skip
     load_kwargs = {
-        "text_encoder_path": args.text_encoder, "pooling": args.pooling, "max_tokens": args.max_tokens,
+        "text_encoder": args.text_encoder, "pooling": args.pooling, "max_tokens": args.max_tokens,
         "instruction": args.instruction, **reference_kwargs(args),
     }  # fmt: skip
     load_kwargs = {k: v for k, v in load_kwargs.items() if v is not None}

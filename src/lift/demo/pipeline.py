@@ -100,7 +100,7 @@ def embed_store(out: Path, name: str, device: str, *, caption_field: str, **enco
 
     store = out / "stores" / name
     embed_captions(
-        sources=[str(out / "world" / "train" / "*.parquet")], out=store, encoder="default", key_field="key",
+        sources=[str(out / "world" / "train" / "*.parquet")], out=store, text_encoder="default", key_field="key",
         caption_field=caption_field, device=device, **encoder_options,
     )  # fmt: skip
     return store

@@ -1,6 +1,7 @@
 """Choose each demo run's learning rate and initial temperature on the developer's own seeds.
 
     python -m lift.demo.tune --out demo-tune --seeds 1 2
+    python -m lift.demo.tune --out demo-tune --seeds 1 2 --variants lift-all lift-short-mlp
 
 For each seed: a world of that seed (never the demo's seed 0, so the numbers the demo reports never
 guide the choice), both caption stores, then for every run (method x caption regime) every grid
@@ -8,6 +9,10 @@ point trained at the demo's budget and evaluated on that seed's test splits. A p
 mean of SugarCrepe-style mean accuracy, zero-shot top-1 and retrieval R@1 (image->text and
 text->image averaged), averaged over the seeds; each run takes its best point. Every stage resumes,
 so a killed sweep continues where it stopped. Writes OUT/tuning.json and OUT/tuning.md.
+
+`--variants` adds runs of `lift.demo.variants` (several views, text adapters, ...) to the sweep, each
+searched over its method's grid, so the demo can show the best tuned variant beside the paper's
+recipe. Variants that start from another run (`--init-from`) are measured there, not tuned here.
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ from lift.demo.pipeline import (
     PROFILES,
     REGIMES,
     MethodSettings,
-    embed_regime,
+    embed_store,
     evaluate_run,
     resolve_device,
     synth_world,
-    train_run,
+    train_spec,
 )
+from lift.demo.variants import BY_NAME, STORES, Variant
 from lift.errors import LiftError
 
 
@@ -48,7 +54,21 @@ class TuneConfig:
     temperatures: list[float] = field(default_factory=lambda: [0.07, 0.03])
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     regimes: list[str] = field(default_factory=lambda: list(REGIMES))
+    variants: list[str] = field(default_factory=list)  # more runs: names in lift.demo.variants
     device: str = "auto"
+
+    def runs(self) -> list[Variant]:
+        """The paper's runs (METHOD-REGIME) and the variants asked for, each a `Variant`."""
+        names = [f"{m}-{r}" for r in self.regimes for m in self.methods] + list(self.variants)
+        unknown = [n for n in names if n not in BY_NAME]
+        if unknown:
+            raise LiftError(f"unknown variant {unknown[0]!r}; known: {', '.join(BY_NAME)}")
+        started = [n for n in names if BY_NAME[n].init_from]
+        if started:
+            raise LiftError(
+                f"{started[0]} starts from another run; measure it with python -m lift.demo.variants"
+            )
+        return [BY_NAME[n] for n in names]
 
 
 def score(tasks: dict[str, dict]) -> float:
@@ -85,27 +105,28 @@ def tune(cfg: TuneConfig) -> dict[str, Any]:
     root = Path(cfg.out)
     root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, root / "tune-config.json")
-    grids = {method: _grid(cfg, method) for method in cfg.methods}
+    runs = cfg.runs()
+    grids = {v.name: _grid(cfg, v.method) for v in runs}
     scores: dict[str, dict[str, dict[int, float]]] = {}  # run -> point -> seed -> score
     for seed in cfg.seeds:
         out = root / f"seed-{seed}"
         synth_world(out, profile, seed)
-        for regime in cfg.regimes:
-            embed_regime(out, regime, device)
-        for regime, method in itertools.product(cfg.regimes, cfg.methods):
-            run = f"{method}-{regime}"
-            for settings in grids[method]:
-                name = point_name(run, settings)
+        for store in sorted({v.store for v in runs if v.store}):
+            embed_store(out, store, device, **STORES[store])
+        for v in runs:
+            for settings in grids[v.name]:
+                name = point_name(v.name, settings)
                 _log(f"seed {seed}: {name}")
-                train_run(out, method, regime, profile, seed, settings=settings, name=name)
+                train_spec(out, profile, seed, name=name, method=v.method, settings=settings, captions=v.captions,
+                           options=v.options(out), budget=v.budget)  # fmt: skip
                 value = score(evaluate_run(out, name, device))
-                scores.setdefault(run, {}).setdefault(name, {})[seed] = value
+                scores.setdefault(v.name, {}).setdefault(name, {})[seed] = value
     summary: dict[str, Any] = {}
     for run, points in scores.items():
         rows = [
             {"settings": config_to_dict(s), "per_seed": points[point_name(run, s)],
              "score": sum(points[point_name(run, s)].values()) / len(cfg.seeds)}
-            for s in grids[run.split("-", 1)[0]]  # run = METHOD-REGIME
+            for s in grids[run]
         ]  # fmt: skip
         best = max(rows, key=lambda r: r["score"])  # first of equals: grid order breaks ties
         summary[run] = {"best": best["settings"], "points": rows}
@@ -150,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="initial temperatures, for both methods")  # fmt: skip
     p.add_argument("--methods", nargs="+", default=defaults.methods, choices=METHODS)
     p.add_argument("--regimes", nargs="+", default=defaults.regimes, choices=list(REGIMES))
+    p.add_argument("--variants", nargs="+", default=defaults.variants, choices=list(BY_NAME),
+                   help="more runs to tune (lift.demo.variants), each over its method's grid")  # fmt: skip
     p.add_argument("--device", default=defaults.device, help="auto | cpu | cuda")
     args = vars(p.parse_args(argv))
     args["lrs"] = {"lift": args.pop("lift_lrs"), "clip": args.pop("clip_lrs")}

@@ -60,7 +60,7 @@ def load_lift(
     from lift.api import load
 
     if model_name and model_name != RECORDED_ENCODER:
-        load_kwargs.setdefault("text_encoder_path", model_name)
+        load_kwargs.setdefault("text_encoder", model_name)
     model = load(pretrained, device=device, **load_kwargs)
     return model, model.preprocess, tokenize
 

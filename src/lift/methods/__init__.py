@@ -1,7 +1,7 @@
 """Training methods as plugins. A method decides what the image tower is trained against and how the
 trained model encodes text afterwards; `lift.train` runs one loop for all of them.
 
-    @METHODS.register("lift", help="...")
+    @METHODS.register("lift", help="one line for --help")
     class Lift(Method):
         Options = LiftOptions          # its own typed options (train flags / the config's `options`)
         ...
@@ -13,7 +13,7 @@ A method owns:
   `text_features` (inside the forward that DDP wraps: [B, D], or [B, V, D] for several views);
 - inference, for `lift.load(...)`: `encode_text`, `text_cache_key`, `embed_dim_of`,
   `uses_text_encoder`.
-A third method is one new module that registers itself (add it to `lazy` below) plus its tests.
+A third method is one new module in this package, registering itself, plus its tests.
 """
 
 from __future__ import annotations
@@ -38,10 +38,8 @@ if TYPE_CHECKING:
     from lift.models import ModelConfig
     from lift.train import TrainConfig
 
-METHODS: Registry[type[Method]] = Registry("method", flag="--method", lazy={
-    "lift": ("lift.methods.lift", "image tower + head against the frozen encoder's stored vectors (the paper)"),
-    "clip": ("lift.methods.clip", "image + text towers from scratch on raw captions (the baseline)"),
-})  # fmt: skip
+# every module of this package registers its method when the registry is first asked
+METHODS: Registry[type[Method]] = Registry("method", flag="--method", package=__name__)
 
 
 class Method:

@@ -41,7 +41,7 @@ class CaptionText:
         return captions if j is None else captions[0]
 
 
-@METHODS.register("clip")
+@METHODS.register("clip", help="image + text towers from scratch on raw captions (the baseline)")
 class Clip(Method):
     name = "clip"
     Options = ClipOptions

@@ -43,7 +43,7 @@ class StoreText:
         return np.ascontiguousarray(out)
 
 
-@METHODS.register("lift")
+@METHODS.register("lift", help="image tower + head against the frozen encoder's stored vectors (the paper)")
 class Lift(Method):
     name = "lift"
     Options = LiftOptions

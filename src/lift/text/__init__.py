@@ -1,7 +1,7 @@
 """Frozen text encoders: a local Hugging Face folder + a pooling, with length-sorted, deduplicated batching.
 
 from lift.text import TextEncoder
-enc = TextEncoder.from_pretrained("default", pooling="auto", max_length=77)
+enc = TextEncoder.from_pretrained("default", pooling="auto", max_tokens=77)
 enc.encode(["a photo of a cat"])   # Tensor [1, enc.dim], float32, CPU
 """
 

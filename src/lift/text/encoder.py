@@ -113,7 +113,7 @@ class TextEncoder:
         model: Any,
         tokenizer: Any,
         pooling: str,
-        max_length: int,
+        max_tokens: int,
         instruction: str,
         normalize: bool,
         append_eos: bool,
@@ -121,7 +121,7 @@ class TextEncoder:
         batch_size: int,
     ) -> None:
         self.path, self.model, self.tokenizer = path, model, tokenizer
-        self.pooling, self.max_length, self.instruction = pooling, max_length, instruction
+        self.pooling, self.max_tokens, self.instruction = pooling, max_tokens, instruction
         self.normalize, self.append_eos = normalize, append_eos
         self.device, self.batch_size = device, batch_size
         # with left padding, positions must count real tokens only, else absolute-position models
@@ -138,7 +138,7 @@ class TextEncoder:
         path_or_default: str | os.PathLike = "default",
         *,
         pooling: str = "auto",
-        max_length: int = 77,
+        max_tokens: int = 77,
         instruction: str = "",
         normalize: bool = True,
         append_eos: bool | None = None,
@@ -153,8 +153,8 @@ class TextEncoder:
         path = resolve_encoder_path(path_or_default)
         if dtype not in DTYPES:
             raise LiftError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-        if not isinstance(max_length, int) or max_length < 2:
-            raise LiftError(f"--max-tokens must be an integer >= 2, got {max_length!r}")
+        if not isinstance(max_tokens, int) or max_tokens < 2:
+            raise LiftError(f"--max-tokens must be an integer >= 2, got {max_tokens!r}")
         if batch_size < 1:
             raise LiftError(f"--batch-size must be >= 1, got {batch_size}")
         if pooling == MODEL and not trust_remote_code:
@@ -168,9 +168,9 @@ class TextEncoder:
             "tokenizer", path, lambda: AutoTokenizer.from_pretrained(path, **remote), trust_remote_code
         )
         limit = token_limit(config, tokenizer)
-        if limit and max_length > limit[0]:  # checked before the weights load and before any output exists
+        if limit and max_tokens > limit[0]:  # checked before the weights load and before any output exists
             raise LiftError(
-                f"{path}: --max-tokens {max_length} is beyond this model's limit of {limit[0]} tokens "
+                f"{path}: --max-tokens {max_tokens} is beyond this model's limit of {limit[0]} tokens "
                 f"({limit[1]}); use --max-tokens {limit[0]} or less"
             )
         if tokenizer.pad_token_id is None:  # decoder LLMs often have none; the mask hides pads anyway
@@ -197,7 +197,7 @@ class TextEncoder:
             model=model.to(dev).eval(),
             tokenizer=tokenizer,
             pooling=pooling,
-            max_length=max_length,
+            max_tokens=max_tokens,
             instruction=instruction,
             normalize=normalize,
             append_eos=_resolve_append_eos(append_eos, pooling, tokenizer),
@@ -208,8 +208,10 @@ class TextEncoder:
     @classmethod
     def from_identity(cls, identity: dict[str, Any], path: str | os.PathLike, **runtime: Any) -> TextEncoder:
         """Rebuild the encoder an identity describes from `path`, and check its weights are the same."""
-        settings = {k: identity[k] for k in ("pooling", "max_length", "instruction", "normalize", "append_eos")
-                    if k in identity}  # fmt: skip
+        # identity key -> from_pretrained argument ("max_length" is what stores record for --max-tokens)
+        names = {"pooling": "pooling", "max_length": "max_tokens", "instruction": "instruction",
+                 "normalize": "normalize", "append_eos": "append_eos"}  # fmt: skip
+        settings = {arg: identity[k] for k, arg in names.items() if k in identity}
         enc = cls.from_pretrained(path, **settings, **runtime)
         check_same_encoder(
             identity, enc.identity, expected_from="the recorded text encoder", found_from=str(path)
@@ -233,7 +235,7 @@ class TextEncoder:
             "name": self.path.name,
             "weights_sha256": self.weights_sha256,
             "pooling": self.pooling,
-            "max_length": self.max_length,
+            "max_length": self.max_tokens,  # the recorded name of --max-tokens in stores and checkpoints
             "instruction": self.instruction,
             "normalize": self.normalize,
             "append_eos": self.append_eos,
@@ -243,13 +245,13 @@ class TextEncoder:
     # ---- encoding ---------------------------------------------------------------------------------
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids per text, truncated to max_length (EOS included when appended), unpadded."""
+        """Token ids per text, truncated to max_tokens (EOS included when appended), unpadded."""
         return self.tokenize_and_count(texts)[0]
 
     def tokenize_and_count(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
-        """`tokenize`'s ids, and a bool per text: was it cut at max_length (instruction included)?"""
+        """`tokenize`'s ids, and a bool per text: was it cut at max_tokens (instruction included)?"""
         prefixed = [self.instruction + t for t in texts] if self.instruction else list(texts)
-        limit = self.max_length - int(self.append_eos)
+        limit = self.max_tokens - int(self.append_eos)
         batch = self.tokenizer(prefixed, truncation=True, max_length=limit, return_attention_mask=False)
         ids = batch["input_ids"]
         if batch.encodings is not None:  # fast tokenizers keep what truncation cut off: no second pass
@@ -276,7 +278,7 @@ class TextEncoder:
     def _forward(self, ids: list[list[int]], texts: list[str]) -> torch.Tensor:
         """[B, dim] float32 vectors for one batch."""
         if self.pooling == MODEL:
-            vec = self.model.encode(texts, instruction=self.instruction, max_length=self.max_length)
+            vec = self.model.encode(texts, instruction=self.instruction, max_length=self.max_tokens)
         else:
             tokens, mask = self._pad(ids)
             kwargs = {"input_ids": tokens, "attention_mask": mask}
@@ -318,7 +320,7 @@ class TextEncoder:
         """[N, dim] float32 on CPU, in input order; each distinct text is embedded once.
 
         `progress`: True for a tqdm bar, or a callable given the number of texts done per batch.
-        `return_truncated`: also return a bool [N] array, True for each text cut at max_length
+        `return_truncated`: also return a bool [N] array, True for each text cut at max_tokens
         (counted in this encoder's tokenization, also for `--pooling model`).
         """
         texts = list(texts)
