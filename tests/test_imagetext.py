@@ -20,7 +20,7 @@ MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.2757
 def _dataset(samples, captions="short", seed=0):
     choice = ViewChoice.parse(captions)
     views = choice.views or ("short", "long")
-    return imagetext.ImageTextDataset(samples, imagetext.train_transform(32, MEAN, STD),
+    return imagetext.ImageTextDataset(samples, imagetext.ReferenceImages(imagetext.train_transform(32, MEAN, STD)),
                                       text_source=CaptionText(choice.mode, views), seed=seed)  # fmt: skip
 
 
@@ -87,7 +87,7 @@ def test_lift_join_and_bad_embeddings(tmp_path):
     policy = ErrorPolicy("skip")
     kept = imagetext.join_store(samples, store, policy)
     assert policy.skipped == 1 and len(kept) == len(keys) - 1
-    ds = imagetext.ImageTextDataset(kept, imagetext.train_transform(32, MEAN, STD),
+    ds = imagetext.ImageTextDataset(kept, imagetext.ReferenceImages(imagetext.train_transform(32, MEAN, STD)),
                                     text_source=StoreText(store, "fixed", [0]))  # fmt: skip
     item = ds[(0, 0)]
     assert np.array_equal(item["text"], store[keys[1]])

@@ -165,7 +165,7 @@ def test_bad_reference_files_are_named(tmp_path):
 
 def test_text_encoder_of_the_wrong_dim_is_refused(tmp_path):
     path = save_reference(reference_lift(embed_dim=64), tmp_path / "lift.pt")
-    with pytest.raises(LiftError, match=r"gives 384-d embeddings but .*lift\.pt maps images to 64-d"):
+    with pytest.raises(LiftError, match=r"gives 384-d embeddings but .*lift\.pt reads 64-d text vectors"):
         lift.load(path, text_encoder=default_encoder_path(), vision_heads=2)
 
 

@@ -155,3 +155,21 @@ def test_img2dataset_folder_gives_one_file_per_shard(tmp_path):
     (tmp_path / "00000.json").write_text("{}\n")
     with pytest.raises(LiftError, match="00000.json and 00000.jsonl are both shard '00000'"):
         source_files(str(tmp_path), "jsonl")
+
+
+def test_a_caption_field_no_tar_member_has_is_refused_before_the_store_exists(tmp_path, capsys):
+    from lift.cli import main
+
+    write_tar(tmp_path / "data" / "00000.tar", {"k1.png": b"x", "k1.txt": "a caption", "k1.json": "{}"})
+    assert (
+        main(
+            ["embed", str(tmp_path / "data"), "--caption-field", "org_caption", "--out", str(tmp_path / "s")]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert (
+        "00000.tar: no member ends in .org_caption (found: .json, .png, .txt)" in err
+        and "--format parquet" in err
+    )
+    assert not (tmp_path / "s").exists()

@@ -258,7 +258,9 @@ def test_16bit_png_is_not_white_in_training_and_evaluation(tmp_path):
     write_tar(tmp_path / "data" / "00000.tar", [("k.png", sixteen), ("k.txt", "a gradient")])
     as_array = lambda im: torch.from_numpy(np.asarray(im).copy())  # noqa: E731 - the identity transform
     samples = imagetext.build_index(str(tmp_path / "data"))
-    item = imagetext.ImageTextDataset(samples, as_array, text_source=CaptionText("fixed", ("short",)))[(0, 0)]
+    item = imagetext.ImageTextDataset(
+        samples, imagetext.ReferenceImages(as_array), text_source=CaptionText("fixed", ("short",))
+    )[(0, 0)]
     assert abs(item["image"].double().mean().item() - GRAD.mean()) < 0.5
     (tmp_path / "k.png").write_bytes(sixteen)
     _, pixels, error = ImageFiles([tmp_path / "k.png"], as_array)[0]
@@ -326,7 +328,7 @@ def test_image_folders_take_every_pillow_format_and_count_what_they_do_not_use(t
     assert sorted(s.key for s in kept) == ["a", "b", "c", "d"] and policy.skipped == 1
     ds = imagetext.ImageTextDataset(
         kept,
-        imagetext.train_transform(32, (0.5,) * 3, (0.5,) * 3),
+        imagetext.ReferenceImages(imagetext.train_transform(32, (0.5,) * 3, (0.5,) * 3)),
         text_source=CaptionText("fixed", ("short",)),
     )
     assert all("error" not in ds[(0, i)] for i in range(4))

@@ -1,5 +1,6 @@
 """`lift synth`: a reproducible, checkable compositional world written in the real data formats."""
 
+import csv
 import hashlib
 import io
 import json
@@ -17,14 +18,17 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from eval_standin import StandIn
 from lift.cli import main
 from lift.data.synth.captions import full_sentence, long_caption, retrieval_captions
 from lift.data.synth.checker import caption_holds, parse_caption
 from lift.data.synth.generate import SynthConfig, generate_world, scene_rng
+from lift.data.synth.minimal_pairs import MMVP_PATTERNS
 from lift.data.synth.render import render
 from lift.data.synth.sugarcrepe import KINDS
 from lift.data.synth.world import BACKGROUNDS, COLOURS, PATTERNS, SHAPES, SIZES, Obj, Scene, sample_scene
 from lift.errors import LiftError
+from lift.evaluate import EvalContext, run_evaluator
 
 SMALL = dict(train_size=60, test_size=40, shard_size=25)
 HELD = {("orange", "triangle"), ("purple", "star")}
@@ -72,8 +76,37 @@ def test_same_seed_gives_identical_bytes_whatever_the_workers(world, tmp_path):
         "train/00000.parquet",
         "sugarcrepe/add_obj.json",
         "retrieval/captions.json",
+        "winoground/examples.jsonl",
+        "mmvp/Questions.csv",
+        "long-retrieval/caption/000000.txt",
     ]:
         assert a[name] != b[name], name
+
+
+# The text (captions, item lists, scene graphs, train metadata) of the splits that existed before the
+# Winoground, MMVP and long-retrieval splits, for SMALL at seed 0, taken before they were added: a new
+# split draws from its own random streams and must not change a byte of the others.
+EXISTING_SPLITS_TEXT_SHA256 = "d892701456803f7aa0585444fbf03238237012c3d4a6d43abc4eeb9e15888369"
+
+
+def test_splits_added_later_leave_the_existing_ones_byte_identical(world):
+    h = hashlib.sha256()
+    for p in sorted(world.rglob("*")):
+        rel = str(p.relative_to(world))
+        if (
+            p.is_file()
+            and rel.split("/")[0] in ("sugarcrepe", "zeroshot", "retrieval")
+            and p.suffix in (".json", ".txt")
+        ):
+            h.update(rel.encode())
+            h.update(p.read_bytes())
+    for tar_path in sorted((world / "train").glob("*.tar")):
+        with tarfile.open(tar_path) as tar:
+            for m in tar.getmembers():
+                if not m.name.endswith(".png"):  # PNG bytes depend on zlib's version; their scenes do not
+                    h.update(m.name.encode())
+                    h.update(tar.extractfile(m).read())
+    assert h.hexdigest() == EXISTING_SPLITS_TEXT_SHA256
 
 
 def test_tar_headers_carry_no_time_or_owner(world):
@@ -150,6 +183,14 @@ def test_world_json_records_seed_vocabulary_holdout_and_counts(world):
     for kind in KINDS:
         items = json.loads((world / "sugarcrepe" / f"{kind}.json").read_text())
         assert w["counts"]["sugarcrepe"][kind]["items"] == len(items) >= SMALL["test_size"] * 0.9
+    n = SMALL["test_size"]
+    assert w["counts"]["winoground"]["examples"] == n and w["counts"]["winoground"]["tags"] == {
+        "Relation": n // 2,
+        "Object": n // 2,
+    }
+    assert w["counts"]["mmvp"] == {"pairs": n, "patterns": {p: n // 4 for p in MMVP_PATTERNS}}
+    assert w["counts"]["long-retrieval"]["images"] == n
+    assert 0 < w["counts"]["winoground"]["heldout_examples"] < n
 
 
 # ---- held-out pairs ----------------------------------------------------------------------------
@@ -284,7 +325,13 @@ def test_checker_reads_captions_and_rejects_outside_grammar():
         "colour": "orange",
         "shape": "star",
     }
-    for bad in ("red circle", "a circle red", "an red circle", "a red circle, a blue square", "a red"):
+    # counts: exactly that many objects with the stated attributes
+    assert caption_holds("two shapes", scene) and not caption_holds("three shapes", scene, lenient=True)
+    assert caption_holds("one red circle", scene) and caption_holds("one small shape", scene)
+    assert not caption_holds("two circles", scene) and not caption_holds("one shape", scene)
+    bad_captions = ("red circle", "a circle red", "an red circle", "a red circle, a blue square", "a red",
+                    "two shape", "one circles", "three", "two circles red")  # fmt: skip
+    for bad in bad_captions:
         with pytest.raises(ValueError):
             parse_caption(bad)
 
@@ -352,6 +399,7 @@ def test_rerun_after_a_simulated_kill_gives_the_same_bytes(world, tmp_path):
     (out / "train" / "00002.parquet").unlink()
     (out / "train" / "00002.tar").write_bytes(b"torn")
     os.rename(out / "sugarcrepe", out / ".sugarcrepe.tmp")
+    os.rename(out / "mmvp", out / ".mmvp.tmp")
     (out / "world.json").unlink()
     generate_world(out, SynthConfig(**SMALL), progress=False)
     assert _digest(out) == _digest(world)
@@ -382,6 +430,7 @@ def test_other_config_refused_unless_forced_and_cli_prints_a_summary(tmp_path, c
     assert main(["synth", str(out), *args]) == 0
     summary = capsys.readouterr().out
     assert summary.count("\n") == 1 and "10 train scenes in 1 shards" in summary
+    assert "winoground 5 examples, mmvp 5 pairs, long-retrieval 5 images" in summary
     with tarfile.open(out / "train" / "00000.tar") as tar:
         assert tar.getnames()[0].endswith(".jpg")
     assert main(["synth", str(out), *args, "--seed", "2"]) == 2
@@ -398,3 +447,155 @@ def test_bench_prints_scenes_per_second_as_the_last_json_line(capsys):
     assert main(["bench", "synth", "--json", "--n", "20", "--workers", "1"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["scenes_per_s"] > 0 and result["n"] == 20 and result["image_size"] == 64
+
+
+# ---- Winoground, MMVP-VLM and long-caption retrieval splits ------------------------------------
+
+COUNT = re.compile(r"(one|two|three) (shape|shapes)")
+
+
+def _independent(caption: str, scene: Scene) -> bool:
+    """The second evaluator of captions above, with counts read as the number of objects."""
+    m = COUNT.fullmatch(caption)
+    if m:
+        return len(scene.objects) == ("one", "two", "three").index(m.group(1)) + 1
+    return _independent_truth(caption, scene)
+
+
+def _checked_pair(c0: str, s0: Scene, c1: str, s1: Scene) -> None:
+    """Each caption true of its own scene and false of the other: by the checker and independently."""
+    assert caption_holds(c0, s0) and caption_holds(c1, s1), (c0, c1)
+    assert not caption_holds(c0, s1, lenient=True) and not caption_holds(c1, s0, lenient=True), (c0, c1)
+    assert _independent(c0, s0) and _independent(c1, s1), (c0, c1)
+    assert not _independent(c0, s1) and not _independent(c1, s0), (c0, c1)
+
+
+def _drawn(path: Path, scene: Scene) -> bool:
+    return (np.asarray(Image.open(path)) == np.asarray(render(scene, 64))).all()
+
+
+WINOGROUND_FIELDS = ["id", "image_0", "image_1", "caption_0", "caption_1", "tag", "secondary_tag",
+                     "num_main_preds", "collapsed_tag"]  # fmt: skip
+
+
+def test_winoground_split_swaps_words_between_two_checked_scenes(world):
+    folder = world / "winoground"
+    examples = [json.loads(line) for line in (folder / "examples.jsonl").read_text().splitlines()]
+    scenes = json.loads((folder / "scenes.json").read_text())
+    held = set(json.loads((folder / "heldout.json").read_text())["ids"])
+    assert [e["id"] for e in examples] == list(range(SMALL["test_size"]))
+    for e in examples:
+        assert list(e) == WINOGROUND_FIELDS and e["collapsed_tag"] == e["tag"] and e["num_main_preds"] == 1
+        s0, s1 = (Scene.from_dict(scenes[e[f"image_{k}"]]) for k in (0, 1))
+        assert e["image_0"] == f"ex_{e['id']}_img_0"  # the release's names, without the extension
+        assert _drawn(folder / "images" / f"{e['image_0']}.png", s0)
+        assert _drawn(folder / "images" / f"{e['image_1']}.png", s1)
+        c0, c1 = e["caption_0"], e["caption_1"]
+        assert c0 != c1 and sorted(c0.split()) == sorted(c1.split())  # the same words, rearranged
+        _checked_pair(c0, s0, c1, s1)
+        p0, p1 = NP.findall(c0), NP.findall(c1)
+        assert REL.findall(c0) == REL.findall(c1) and len(p0) == len(p1) == 2
+        if e["tag"] == "Object":  # the noun phrases change places; so do the objects
+            assert p1 == p0[::-1] and e["secondary_tag"] == ""
+            assert sorted(o["center"] for o in scenes[e["image_0"]]["objects"]) == sorted(
+                o["center"] for o in scenes[e["image_1"]]["objects"]
+            )
+        else:  # one attribute swapped between the noun phrases, and between the objects
+            attr = e["secondary_tag"]
+            k = ("size", "pattern", "colour").index(attr)
+            assert [x[3] for x in p0] == [x[3] for x in p1] and (p1[0][k], p1[1][k]) == (p0[1][k], p0[0][k])
+        involves = any({(o.colour, o.shape) for o in s.objects} & HELD for s in (s0, s1))
+        assert not involves or e["id"] in held
+
+
+def _one_pattern_differs(pattern: str, a: list[dict], b: list[dict]) -> bool:
+    """Whether scene graphs a and b (their objects) differ in `pattern` and in nothing else."""
+
+    def without(objs: list[dict], *keys: str) -> list[dict]:
+        return [{k: v for k, v in o.items() if k not in keys} for o in objs]
+
+    if pattern == "Count":  # one object fewer, the others as they were
+        small, large = sorted((without(a, "id"), without(b, "id")), key=len)
+        return len(large) == len(small) + 1 and all(o in large for o in small)
+    if pattern == "Position":  # the same objects, the scene mirrored along one axis
+        mirrored = any(
+            all(abs(x["center"][k] + y["center"][k] - 1) < 1e-9 for x, y in zip(a, b)) for k in (0, 1)
+        )
+        return without(a, "center", "bbox") == without(b, "center", "bbox") and mirrored
+    attr = {"Color": "colour", "Size": "size"}[pattern]  # one object's attribute changed
+    changed = [x[attr] != y[attr] for x, y in zip(a, b)]
+    return (
+        len(a) == len(b) and changed.count(True) == 1 and without(a, attr, "bbox") == without(b, attr, "bbox")
+    )
+
+
+def test_mmvp_split_pairs_scenes_differing_in_one_visual_pattern(world):
+    folder = world / "mmvp"
+    with open(folder / "Questions.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == ["Question ID", "Type", "Statement"]
+    assert [int(r["Question ID"]) for r in rows] == list(range(1, 2 * SMALL["test_size"] + 1))
+    types = [r["Type"] for r in rows]
+    assert types == sorted(types, key=MMVP_PATTERNS.index)  # each pattern's pairs together, as released
+    scenes = json.loads((folder / "scenes.json").read_text())
+    for a, b in zip(rows[::2], rows[1::2]):
+        assert a["Type"] == b["Type"]
+        sa, sb = (Scene.from_dict(scenes[r["Question ID"]]) for r in (a, b))
+        for r, s in ((a, sa), (b, sb)):
+            assert _drawn(folder / "MLLM_VLM Images" / r["Type"] / f"{r['Question ID']}.png", s)
+        _checked_pair(a["Statement"], sa, b["Statement"], sb)
+        objs = [scenes[r["Question ID"]]["objects"] for r in (a, b)]
+        assert _one_pattern_differs(a["Type"], *objs), (a, b)
+
+
+def test_long_retrieval_split_is_urban1k_layout_with_the_long_description_only(world):
+    folder = world / "long-retrieval"
+    images = sorted(p.name for p in (folder / "image").iterdir())
+    captions = sorted(p.name for p in (folder / "caption").iterdir())
+    assert [n.replace(".png", "") for n in images] == [n.replace(".txt", "") for n in captions]
+    assert len(images) == SMALL["test_size"]
+    scenes = json.loads((folder / "scenes.json").read_text())
+    texts = [(folder / "caption" / name).read_text() for name in captions]
+    assert len(set(texts)) == len(texts)  # distinct queries
+    for name, text in zip(captions, texts):
+        stem = name.removesuffix(".txt")
+        scene = Scene.from_dict(scenes[stem])
+        assert _drawn(folder / "image" / f"{stem}.png", scene)
+        lower = text.lower()
+        for o in scene.objects:  # every object with every attribute, and every related pair
+            sentence = next(s for s in lower.split(". ") if f"{o.colour} {o.shape}" in s)
+            assert (
+                o.size in sentence
+                and {"solid": "solid", "striped": "stripe", "dotted": "dot"}[o.pattern] in sentence
+            )
+        pairs = {tuple(sorted((i, j))) for i, _, j in scene.relations()}
+        assert len(re.findall(r" is (?:to the left of|to the right of|above|below)", lower)) == len(pairs)
+
+
+def test_a_world_made_before_the_new_splits_gains_them_on_a_rerun(world, tmp_path):
+    out = tmp_path / "old"
+    generate_world(
+        out, SynthConfig(**SMALL), progress=False, splits=("train", "sugarcrepe", "zeroshot", "retrieval")
+    )
+    before = {k: v for k, v in _digest(out).items() if k != "world.json"}
+    generate_world(out, SynthConfig(**SMALL), progress=False)
+    after = _digest(out)
+    assert {k: after[k] for k in before} == before and after == _digest(world)
+
+
+def test_lift_eval_reads_the_new_splits(world):
+    ctx = EvalContext(progress=False)
+    wino = run_evaluator("winoground", StandIn(), {"annotations": str(world / "winoground")}, ctx=ctx)
+    assert wino.counts["examples"] == {"n": SMALL["test_size"], "skipped": 0}
+    assert wino.counts["heldout/examples"]["n"] > 0 and "tag=Object/text" in wino.metrics
+    # the same words in both captions: a bag-of-words text side ties on every example, and ties are wrong
+    assert wino.metrics["text"] == 0.0
+    mmvp = run_evaluator("mmvp", StandIn(), {"annotations": str(world / "mmvp")}, ctx=ctx)
+    assert mmvp.counts["pairs"] == {"n": SMALL["test_size"], "skipped": 0}
+    assert mmvp.notes["patterns"] == list(MMVP_PATTERNS)
+    folder = str(world / "long-retrieval")  # Urban1k's layout: the dataset folder holds image/ and caption/
+    cfg = {"annotations": folder, "images": folder, "format": "urban1k"}
+    long = run_evaluator("long-retrieval", StandIn(), cfg, ctx=ctx)
+    assert long.counts["images"] == long.counts["texts"] == {"n": SMALL["test_size"], "skipped": 0}
+    assert long.counts["heldout/images"]["n"] > 0

@@ -138,10 +138,10 @@ class LoadedModel(nn.Module):
                 f"{self.checkpoint}: no text encoder recorded (a reference checkpoint records none); name the "
                 f"Hugging Face folder of the encoder it was trained against: {ENCODER_HINT}"
             )
-        embed_dim = self.config["model"]["embed_dim"]
-        if enc.dim != embed_dim:
+        wanted = getattr(self.model, "text_input_dim", self.config["model"]["embed_dim"])
+        if enc.dim != wanted:
             raise LiftError(
-                f"{enc.path}: gives {enc.dim}-d embeddings but {self.checkpoint} maps images to {embed_dim}-d; "
+                f"{enc.path}: gives {enc.dim}-d embeddings but {self.checkpoint} reads {wanted}-d text vectors; "
                 "this is not the text encoder the model was trained against"
             )
         self._text_encoder, self.text_identity, self.text_encoder_path = enc, enc.identity, str(enc.path)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lift.data.captions import (
+    check_caption_fields,
     parse_caption_fields,
     read_captions,
     resolve_caption_fields,
@@ -277,6 +278,8 @@ def embed_captions(
         # (txt for tars, caption for tables), and the first file's names the view
         views = inputs[0]["caption_field"].split(",") if paths else ["caption"]
         check_output_folder(out)  # a file or an unwritable place: refused before the encoder loads
+        if paths:  # a field the inputs do not have: refused before the store folder exists
+            check_caption_fields(paths[0], **read_options)
         if isinstance(text_encoder, TextEncoder):
             if encoder_options:
                 raise TypeError(

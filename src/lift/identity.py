@@ -34,6 +34,22 @@ def _renamed_only(expected: dict[str, Any], found: dict[str, Any]) -> bool:
     return same_weights and not rest
 
 
+def _transform_name(t: dict[str, Any] | None) -> str:
+    return "none" if t is None else f"{' + '.join(t.get('chain') or [])} ({str(t.get('sha256'))[:12]})"
+
+
+def check_same_transform(
+    expected: dict[str, Any] | None, found: dict[str, Any] | None, *, expected_from: str, found_from: str
+) -> None:
+    """Refuse two artifacts whose stored vectors went through different fitted maps (`lift store
+    transform`); None is the encoder's own vectors."""
+    if (expected or {}).get("sha256") != (found or {}).get("sha256"):
+        raise LiftError(
+            f"text transform mismatch between {expected_from} ({_transform_name(expected)}) and {found_from} "
+            f"({_transform_name(found)}); they map the encoder's vectors differently"
+        )
+
+
 def check_same_encoder(
     expected: dict[str, Any], found: dict[str, Any], *, expected_from: str, found_from: str
 ) -> None:

@@ -10,6 +10,7 @@ gather with gradient across ranks), an AdamW step with warm-up + cosine, and cla
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,13 @@ from torch import nn
 from lift import checkpoint as ckpt
 from lift import run_dir
 from lift.config import config_to_dict, save_config
-from lift.data import imagetext
-from lift.data.index import index_data
-from lift.distributed import DistInfo, barrier, init_process_group
+from lift.data.decode import images_to_device, loader_settings, make_decoder, normalize_on_device
+from lift.distributed import barrier, init_process_group
 from lift.errors import ErrorPolicy, LiftError
 from lift.methods import Method, get_method
 from lift.optim import create_optimizer, default_warmup, lr_at, set_lr
 from lift.train_config import RESUME_FREE, TrainConfig, train_config_from_dict
+from lift.train_data import data_order, open_data
 from lift.train_log import TrainLog
 
 __all__ = ["TrainConfig", "train"]
@@ -64,14 +65,36 @@ def _check_resumable(saved: dict[str, Any], cfg: TrainConfig, where: Path) -> No
         raise LiftError(f"cannot resume from {where}: the config differs ({'; '.join(diff)})")
 
 
-def _equalize(batch: dict[str, Any], info: DistInfo, device: torch.device) -> dict[str, Any]:
+def _to_device(
+    batch: dict[str, Any], model: nn.Module, method: Method, policy: ErrorPolicy, device: torch.device
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """(keys, float images [B, 3, S, S], the method's text tensor) on the device: the uint8 images are
+    copied (or GPU-decoded; what fails there goes through `policy`) and normalised there."""
+    if not batch["keys"]:
+        return [], torch.empty(0), torch.empty(0)
+    on_device = images_to_device(batch["images"], device=device, image_size=model.image_size)
+    for message in on_device.errors:
+        policy.fail(message)
+    keys, texts = batch["keys"], batch["texts"]
+    if len(on_device.kept) != len(keys):
+        keys = [keys[i] for i in on_device.kept]
+        texts = (
+            texts[on_device.kept] if isinstance(texts, torch.Tensor) else [texts[i] for i in on_device.kept]
+        )
+    if not keys:
+        return [], torch.empty(0), torch.empty(0)
+    images = normalize_on_device(on_device.images, mean=model.image_mean, std=model.image_std)
+    return keys, images, method.text_batch(texts, device)
+
+
+def _equalize(
+    keys: list[str], images: torch.Tensor, texts: torch.Tensor, device: torch.device
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """Under --on-error skip ranks may hold different counts; trim to the smallest (gathers need equal sizes)."""
-    n = torch.tensor([len(batch["keys"])], device=device)
+    n = torch.tensor([len(keys)], device=device)
     torch.distributed.all_reduce(n, op=torch.distributed.ReduceOp.MIN)
     k = int(n.item())
-    if k == len(batch["keys"]):
-        return batch
-    return {name: (v[:k] if name != "errors" else v) for name, v in batch.items()}
+    return (keys, images, texts) if k == len(keys) else (keys[:k], images[:k], texts[:k])
 
 
 def forward_backward(
@@ -115,6 +138,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     from lift.models import create_model
 
     cfg.validate()
+    if cfg.eval_suite:  # every entry checked before any work
+        from lift.evaluate.suite import load_suite
+
+        suite = load_suite(cfg.eval_suite)
     method = get_method(cfg.method)(cfg)
     run = Path(cfg.out)
     sources = [s for s in (cfg.train_data, cfg.metadata, cfg.options.get("store")) if s]
@@ -124,18 +151,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     device = torch.device(f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu")
     policy = ErrorPolicy(cfg.on_error)
 
-    index = index_data(cfg.train_data, cfg.metadata)
-    method.open()
-    # one rule for every method: each bad sample through the policy once, before training
-    samples = method.select(index, policy)
-    total_steps = imagetext.total_steps_for(
-        len(samples), cfg.batch_size, samples=cfg.samples, epochs=cfg.epochs
-    )
+    data = open_data(cfg, method, policy)
+    total_steps = data.total_steps
     warmup = cfg.warmup if cfg.warmup is not None else default_warmup(total_steps)
 
     torch.manual_seed(cfg.seed)
     model_cfg = method.model_config()
-    model = create_model(model_cfg).to(device)
+    model = create_model(model_cfg)
+    method.prepare_model(model)
+    model = model.to(device)
     meta = {"train": config_to_dict(cfg), "model": config_to_dict(model_cfg), **method.provenance}
     if cfg.init_from and not resume_from:
         from lift.warm_start import warm_start
@@ -159,6 +183,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng_cpu"])
         start, policy.skipped = int(state["step"]), int(state["skipped"])
+        if data.stateful:
+            data.load_state(state["stream"])
     if info.is_main:
         run_dir.open_run_dir(run, replace=replace)
         save_config(cfg, run / "config.json")
@@ -170,47 +196,50 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         net = nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None
         )
+    if cfg.compile:  # after DDP, as torch recommends; the model's state_dict keys stay as they are
+        net = torch.compile(net)
     loss_fn = create_loss(cfg.loss, world_size=info.world_size, rank=info.rank)
-    dataset = imagetext.ImageTextDataset(
-        samples, imagetext.train_transform(model.image_size, model.image_mean, model.image_std),
-        text_source=method.text_source(), seed=cfg.seed,
-    )  # fmt: skip
-    sampler = imagetext.GlobalBatchSampler(
-        len(samples), cfg.batch_size, seed=cfg.seed, total_steps=total_steps, start_step=start,
-        rank=info.rank, world_size=info.world_size,
-    )  # fmt: skip
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, num_workers=cfg.workers, collate_fn=imagetext.collate,
-        pin_memory=device.type == "cuda", persistent_workers=False,
-    )  # fmt: skip
+    images = make_decoder(cfg.image_decode, image_size=model.image_size, device=device)
+    batches = data.batches(start=start, images=images, info=info,
+                           settings=loader_settings(workers=cfg.workers, device=device))  # fmt: skip
 
     def save(step: int) -> None:
+        positions = data.state() if data.stateful else None  # collective: every rank takes part
         if info.is_main:
             state = {"optimizer": optimizer.state_dict(), "step": step, "skipped": policy.skipped,
                      "rng_cpu": torch.get_rng_state()}  # fmt: skip
+            if positions is not None:
+                state["stream"] = positions
             ckpt.save_checkpoint(run, step, model.state_dict(), meta, state)
         barrier()
 
+    evaluate = None
+    if cfg.eval_suite:
+        from lift.train_eval import TrainEval
+
+        evaluate = TrainEval(suite, cfg.eval_every, run=run, meta=meta, info=info, device=device)
     log = TrainLog(run, total=total_steps, start=start, method=cfg.method, is_main=info.is_main)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     micro = cfg.batch_size // info.world_size // cfg.accum_steps
     skipped_at_epoch, epoch_skips = policy.skipped, {}
     model.train()
     try:
-        for step, batch in enumerate(loader, start=start):
+        for step in range(start, total_steps):
+            waited = time.perf_counter()
+            batch = next(batches)
+            waited = time.perf_counter() - waited  # the step stood still for its data this long
+            data.consumed(batch)
             for message in batch["errors"]:
                 policy.fail(message)
+            keys, images, texts = _to_device(batch, model, method, policy, device)
             if info.enabled:
-                batch = _equalize(batch, info, device)
-            keys = batch["keys"]
+                keys, images, texts = _equalize(keys, images, texts, device)
             if not keys:
                 raise LiftError(
-                    f"step {step}: every sample of the batch was bad (last: {batch['errors'][-1]})"
+                    f"step {step}: every sample of the batch was bad (last: {(batch['errors'] or ['?'])[-1]})"
                 )
             lr = lr_at(step, base_lr=cfg.lr, warmup=warmup, total_steps=total_steps)
             set_lr(optimizer, lr)
-            images = batch["images"].to(device, non_blocking=True)
-            texts = method.text_batch(batch["texts"], device)
             optimizer.zero_grad(set_to_none=True)
             total_loss = forward_backward(net, model, loss_fn, images, texts, micro=micro, autocast=autocast)
             if info.enabled:
@@ -224,9 +253,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             with torch.no_grad():
                 model.clamp_logit_scale()
             done = step + 1
-            log.step(len(keys) * info.world_size)
-            epoch = step // sampler.steps_per_epoch
-            end_of_epoch = done % sampler.steps_per_epoch == 0 or done == total_steps
+            log.step(len(keys) * info.world_size, waited=waited)
+            epoch = data.epoch_of(step, batch)
+            end_of_epoch = data.ends_epoch(done) or done == total_steps
             if end_of_epoch and policy.skipped > skipped_at_epoch:  # counts are this rank's
                 epoch_skips[epoch] = policy.skipped - skipped_at_epoch
                 log.note(
@@ -236,6 +265,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             if done % cfg.log_every == 0 or done == total_steps:
                 scale = float(model.logit_scale.detach().exp())
                 log.row(done, loss=loss_value, lr=lr, logit_scale=scale, samples=done * cfg.batch_size)
+            if evaluate is not None and evaluate.due(done, total_steps):
+                evaluate(model, done, log)  # before the step's checkpoint: see lift.train_eval
             if done % cfg.save_every == 0 and done != total_steps:
                 save(done)
         if start < total_steps:
@@ -245,6 +276,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     return {
         "method": cfg.method, "steps": total_steps, "samples": total_steps * cfg.batch_size,
         "skipped": policy.skipped, "skipped_per_epoch": epoch_skips,
-        "unused": sum(index.unused.values()), "unused_note": index.unused_note(),
+        "unused": data.unused, "unused_note": data.unused_note(), "data_order": data_order(cfg),
         "checkpoint": str(run / "checkpoints" / ckpt.checkpoint_name(total_steps)),
     }  # fmt: skip

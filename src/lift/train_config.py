@@ -24,7 +24,7 @@ from lift.models.base import MIN_TEMPERATURE
 # Keys that may change between a run and its resume without changing the result (accumulation is
 # exact, and world size is free too: the data order does not depend on it).
 RESUME_FREE = {"out", "resume", "overwrite", "workers", "save_every", "log_every", "on_error", "accum_steps",
-               "grad_checkpointing"}  # fmt: skip
+               "grad_checkpointing", "compile", "eval_suite", "eval_every"}  # fmt: skip
 
 
 @dataclass
@@ -33,6 +33,9 @@ class TrainConfig:
     model: str = "vit-tiny"
     train_data: str = ""
     metadata: str | None = None
+    data_order: str | None = None  # exact | stream; None: stream for URLs, else exact (lift.train_data)
+    shuffle_buffer: int = bounded(1000, ge=1)  # stream order: samples shuffled per worker
+    image_decode: str = "pillow"  # lift.data.decode.DECODERS: pillow (CPU workers) or nvjpeg (GPU)
     captions: str | None = (
         None  # VIEW | random | all [:VIEW,...] (lift.data.views); None: the method's default
     )
@@ -53,10 +56,15 @@ class TrainConfig:
     init_temperature: float | None = bounded(None, ge=MIN_TEMPERATURE, le=1)  # None: the loss's default
     embed_dim: int | None = bounded(None, ge=1)  # the joint space: LIFT, the store's dim; CLIP, 512 when None
     grad_checkpointing: bool = False
+    compile: bool = False  # torch.compile the training step (the towers; same loss within float tolerance)
     seed: int = bounded(0, ge=0)
     workers: int = bounded(0, ge=0)
     save_every: int = bounded(1000, ge=1)
     log_every: int = bounded(10, ge=1)
+    eval_suite: str | None = (
+        None  # a `lift eval suite` YAML run on rank 0 every `eval_every` steps and at the end
+    )
+    eval_every: int | None = bounded(None, ge=1)
     on_error: str = "stop"
     resume: str | None = None  # "latest" or a checkpoint folder
     options: dict[str, Any] = field(default_factory=dict)  # the method's own (lift.methods)
@@ -64,14 +72,18 @@ class TrainConfig:
     def validate(self) -> None:
         """One-line errors for values out of range, unknown names and options of another method,
         before any work starts."""
+        from lift.data.decode import DECODERS
         from lift.data.views import ViewChoice
         from lift.losses import LOSSES
         from lift.methods import METHODS, options_dict, parse_options
         from lift.models import list_models
+        from lift.train_data import ORDERS
 
         check_bounds(self)
         choices = {"method": METHODS.names(), "model": list_models(), "loss": LOSSES.names(),
-                   "on_error": ON_ERROR_CHOICES}  # fmt: skip
+                   "on_error": ON_ERROR_CHOICES, "image_decode": DECODERS.names()}  # fmt: skip
+        if self.data_order is not None and self.data_order not in ORDERS:
+            raise LiftError(f"--data-order must be one of {', '.join(ORDERS)}, got {self.data_order!r}")
         for name, known in choices.items():
             if getattr(self, name) not in known:
                 raise LiftError(
@@ -90,6 +102,8 @@ class TrainConfig:
             raise LiftError(
                 "give one budget: --samples N or --epochs E" + (", not both" if self.samples else "")
             )
+        if self.eval_every is not None and not self.eval_suite:
+            raise LiftError("--eval-every needs --eval-suite SUITE.yaml (what to evaluate)")
         if self.batch_size % self.accum_steps:
             raise LiftError(
                 f"--batch-size {self.batch_size} must be a multiple of --accum-steps {self.accum_steps}"

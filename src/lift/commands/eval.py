@@ -1,6 +1,9 @@
-"""Evaluate a LIFT or CLIP checkpoint the way the paper does: SugarCrepe composition, zero-shot
-classification and image-text retrieval, on the benchmarks' own files.
+"""Evaluate a LIFT or CLIP checkpoint the way the paper and its successors do: SugarCrepe and
+SugarCrepe++ composition, Winoground, MMVP-VLM, zero-shot classification, and image-text retrieval
+with short or long captions, on the benchmarks' own files; or a whole suite of them at once.
 
+Every registered evaluator is a task; its flags are its config's fields (`lift eval NAME --help`), the
+same keys a suite file uses. Paths and annotation files are checked before any model loads.
 Everything is batched; each distinct image and caption is embedded once, and text embeddings are
 cached on disk keyed by (text encoder identity, text), so prompts and captions are embedded once
 across runs. Metrics are percentages; a tie between the right and a wrong answer counts as wrong.
@@ -11,9 +14,13 @@ Examples:
   lift eval zeroshot --checkpoint runs/lift-demo --images imagenet/val --classnames imagenet_class_index.json
   lift eval retrieval --checkpoint runs/clip-demo/step-1000 --images flickr30k-images \\
       --annotations flickr_annotations_30k.csv --format flickr --protocol all-captions --out flickr.json
+  lift eval sugarcrepe-pp --checkpoint runs/lift-demo --annotations scpp/data --tasks tot   # text side only
+  lift eval long-retrieval --checkpoint runs/lift-long --format urban1k --annotations Urban1k \\
+      --images Urban1k/image --max-tokens 323
   lift eval sugarcrepe --checkpoint lift_vitb16_recap.pt --text-encoder /models/NV-Embed-v2 --pooling model \\
       --trust-remote-code --annotations sugarcrepe --images coco/val2017     # the paper's released LIFT
-  lift eval compare clip.json lift.json
+  lift eval suite --checkpoint runs/lift-long --suite suite.yaml --out suite.json
+  lift eval compare clip.json lift.json         # two results, or two suite results task by task
 """
 
 from __future__ import annotations
@@ -24,13 +31,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lift.commands.argtypes import int_at_least, nonnegative_int, positive_int
+from lift.config import Bounds
 from lift.errors import ON_ERROR_CHOICES, ErrorPolicy, LiftError
 
 if TYPE_CHECKING:
+    from lift.evaluate.options import FieldSpec
     from lift.evaluate.results import EvalResult
 
 NAME = "eval"
-HELP = "evaluate a checkpoint: SugarCrepe, zero-shot classification, retrieval; compare results"
+HELP = "evaluate a checkpoint: SugarCrepe(++), zero-shot, retrieval (short, long captions), suites; compare"
 ORDER = 40
 
 
@@ -41,6 +50,8 @@ def _default_device() -> str:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    """The flags every task shares (a task's config may define a `lift.load` option itself: then that flag
+    is its own, e.g. long-retrieval's --max-tokens)."""
     from lift.text.pooling import POOLING_REGISTRY
 
     p.add_argument(
@@ -106,8 +117,7 @@ def add_reference_arguments(g: argparse._ActionsContainer) -> None:
 
 def reference_kwargs(args: argparse.Namespace) -> dict:
     """`lift.load`'s reference-`.pt` arguments the user gave."""
-    given = {"vision_pool": args.vision_pool, "model_config": args.model_config,
-             "vision_heads": args.vision_heads, "text_heads": args.text_heads}  # fmt: skip
+    given = {k: getattr(args, k, None) for k in ("vision_pool", "model_config", "vision_heads", "text_heads")}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -115,124 +125,141 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from lift.evaluate import EVALUATORS
 
     sub = parser.add_subparsers(dest="task", metavar="TASK", required=True)
-    for name in EVALUATORS.names():  # every registered evaluator is a task, described by its help
+    for name, evaluator in EVALUATORS.items():  # every registered evaluator is a task; its config, its flags
         text = EVALUATORS.help(name)
-        p = sub.add_parser(name, help=text, description=text)
+        # "resolve": a config field named like a `lift.load` option (max_tokens) takes that flag over
+        p = sub.add_parser(name, help=text, description=text, conflict_handler="resolve")
         _common(p)
-        _ADAPTERS.get(name, _GENERIC)[0](p, name)
+        add_config_arguments(p, name, evaluator.config_cls)
     p = sub.add_parser(
-        "compare", help="two result JSON files side by side", description="two runs, paper's table shape"
-    )
+        "suite", help="several evaluators from a YAML file, one model load and one text cache",
+        description="Run the evaluators of a YAML suite file (a list of `- task: NAME` entries with their "
+        "keys, the flags of `lift eval NAME` with underscores; relative paths from the file's folder). "
+        "Every entry is checked before the model loads.",
+    )  # fmt: skip
+    p.add_argument("--suite", required=True, metavar="FILE", help="the suite file (YAML)")
+    _common(p)
+    p = sub.add_parser(
+        "compare", help="two result JSON files side by side (suite results: task by task)",
+        description="two runs, paper's table shape",
+    )  # fmt: skip
     p.add_argument("results", nargs=2, metavar="RESULT.json")
 
 
-def _sugarcrepe_arguments(p: argparse.ArgumentParser, name: str) -> None:
-    p.add_argument("--annotations", required=True, help="folder with add_obj.json ... swap_att.json")
-    p.add_argument("--images", required=True, help="image folder the items' filenames refer to")
-    p.add_argument("--subsets", nargs="+", default=None, help="evaluate only these subsets")
+_CONFIG_DEST = "cfg_"  # argparse dests of config flags: never confused with the shared ones
 
 
-def _sugarcrepe_config(args: argparse.Namespace) -> dict:
-    cfg = {"annotations": args.annotations, "images": args.images}
-    return {**cfg, "subsets": args.subsets} if args.subsets else cfg
+def _number(kind: type, bounds: Bounds | None):
+    """An argparse `type=` for an int/float field, refusing values outside its range while parsing."""
+    word = "an integer" if kind is int else "a number"
+    if kind is int and bounds is not None and bounds.ge is not None and (bounds.gt, bounds.le, bounds.lt) == (
+        None, None, None,
+    ):  # fmt: skip
+        return int_at_least(int(bounds.ge))
+    rule = f" {bounds.describe()}" if bounds is not None else ""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {word}{rule}, got {text!r}") from None
+        if bounds is not None and not bounds.holds(value):
+            raise argparse.ArgumentTypeError(f"must be {word}{rule}, got {value}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
-def _zeroshot_arguments(p: argparse.ArgumentParser, name: str) -> None:
-    p.add_argument("--images", required=True, help="ImageFolder root: one folder per class")
-    p.add_argument(
-        "--classnames",
-        default=None,
-        help="txt (one name per line, folder order) or imagenet_class_index.json",
-    )
-    p.add_argument(
-        "--templates", default=None, help="prompt templates file ({label} placeholder), one per line"
-    )
+def _yaml_value(text: str):
+    import yaml
 
-
-def _zeroshot_config(args: argparse.Namespace) -> dict:
-    from lift.evaluate.formats import read_templates
-
-    cfg = {"images": args.images, "classnames": args.classnames}
-    return {**cfg, "templates": read_templates(args.templates)} if args.templates else cfg
-
-
-def _retrieval_arguments(p: argparse.ArgumentParser, name: str) -> None:
-    from lift.evaluate.retrieval import FORMATS, PROTOCOLS
-
-    p.add_argument("--images", required=True, help="image folder")
-    p.add_argument("--annotations", required=True, help="COCO captions JSON or flickr_annotations_30k.csv")
-    p.add_argument(
-        "--format", choices=sorted(FORMATS), default=None, help="default: flickr for .csv, else coco"
-    )
-    p.add_argument("--protocol", choices=PROTOCOLS, default=PROTOCOLS[0])
-    p.add_argument("--split", default="test", help="Flickr30K split column value (default test)")
-
-
-def _retrieval_config(args: argparse.Namespace) -> dict:
-    fmt = args.format or ("flickr" if str(args.annotations).endswith(".csv") else "coco")
-    return {"images": args.images, "annotations": args.annotations, "format": fmt, "protocol": args.protocol,
-            "split": args.split}  # fmt: skip
-
-
-def _generic_arguments(p: argparse.ArgumentParser, name: str) -> None:
-    """A plugin evaluator without its own flags: its config's fields as repeated --set KEY=VALUE."""
-    import dataclasses
-
-    from lift.evaluate import get_evaluator
-
-    fields = ", ".join(f.name for f in dataclasses.fields(get_evaluator(name).config_cls))
-    p.add_argument(
-        "--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-        help=f"a field of its config ({fields}); repeat for several",
-    )  # fmt: skip
-
-
-def _generic_config(args: argparse.Namespace) -> dict:
-    from lift.config import apply_overrides, config_to_dict
-    from lift.evaluate import get_evaluator
-
-    cls = get_evaluator(args.task).config_cls
     try:
-        defaults = cls()
-    except TypeError as e:  # a plugin's mistake, not the user's
-        raise LiftError(
-            f"{args.task}: its config {cls.__name__} needs a default for every field: {e}"
-        ) from None
-    try:
-        return config_to_dict(apply_overrides(cls, defaults, args.settings))
-    except LiftError as e:
-        raise LiftError(f"--set: {e}") from None
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"not a YAML value: {text!r}") from None
 
 
-# The command-line adapters of the built-in evaluators; any other registered one gets the generic one.
-_ADAPTERS = {
-    "sugarcrepe": (_sugarcrepe_arguments, _sugarcrepe_config),
-    "zeroshot": (_zeroshot_arguments, _zeroshot_config),
-    "retrieval": (_retrieval_arguments, _retrieval_config),
-}
-_GENERIC = (_generic_arguments, _generic_config)
+def _help(spec: FieldSpec) -> str:
+    text = spec.help or f"{spec.name} ({'list of ' if spec.many else ''}{spec.kind.__name__})"
+    default = spec.describe_default()
+    if spec.required:
+        return text + " (required)"
+    return f"{text} (default: {default})" if default else text
+
+
+def add_config_arguments(p: argparse.ArgumentParser, name: str, config_cls: type) -> None:
+    """One flag per field of `config_cls`: typed, with its help, choices, range and default."""
+    from lift.evaluate.options import fields_of
+
+    g = p.add_argument_group(
+        f"{name} options",
+        f"the fields of {config_cls.__name__}; in a suite file the same keys with underscores",
+    )
+    specs = fields_of(config_cls)
+    for spec in specs:
+        kw: dict = {"dest": _CONFIG_DEST + spec.name, "default": None, "help": _help(spec)}
+        if spec.kind is bool and not spec.many:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            if spec.convert is not None:
+                kw["type"] = str  # the converter runs on the string (one-line errors of its own)
+            elif spec.kind in (int, float):
+                kw["type"] = _number(spec.kind, spec.bounds)
+            elif spec.kind in (object, bool):  # bool: a list of them (one bool is --x / --no-x)
+                kw["type"] = _yaml_value
+            if spec.many and spec.convert is None:
+                kw["nargs"] = "+"
+            kw["required"] = spec.required
+            if spec.choices is not None:
+                kw["choices"] = spec.choices  # argparse shows them as the metavar
+            else:
+                kinds = {"file": "FILE", "dir": "DIR", "any": "PATH"}
+                kw["metavar"] = spec.metavar or kinds.get(spec.path or "") or spec.name.upper()
+        g.add_argument(spec.flag, **kw)
 
 
 def task_config(args: argparse.Namespace) -> dict:
-    """The evaluator's config from the command line."""
-    return _ADAPTERS.get(args.task, _GENERIC)[1](args)
+    """The evaluator's config from the command line: the flags given (the config's defaults for the rest)."""
+    prefix = _CONFIG_DEST
+    return {k[len(prefix) :]: v for k, v in vars(args).items() if k.startswith(prefix) and v is not None}
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from lift.evaluate.results import compare_table, read_result
+    from lift.evaluate.results import compare_table, read_results
 
-    a, b = (read_result(p) for p in args.results)
-    labels = (f"{a.label} [{Path(args.results[0]).name}]", f"{b.label} [{Path(args.results[1]).name}]")
-    print(compare_table(a, b, labels=labels))
+    a, b = (read_results(p) for p in args.results)
+    # two single results are compared whatever their names (compare_table says if their tasks differ)
+    if len(a) == len(b) == 1:
+        b = {next(iter(a)): next(iter(b.values()))}
+    names = [n for n in a if n in b]
+    if not names:
+        raise LiftError(
+            f"{args.results[0]} and {args.results[1]} have no task in common ({', '.join(a)} vs {', '.join(b)})"
+        )
+    parts = []
+    for name in names:
+        ra, rb = a[name], b[name]
+        labels = (f"{ra.label} [{Path(args.results[0]).name}]", f"{rb.label} [{Path(args.results[1]).name}]")
+        title = name if name == ra.task else f"{name} ({ra.task})"
+        table = compare_table(ra, rb, labels=labels)
+        parts.append(table if len(a) == len(b) == 1 else f"## {title}\n\n{table}")
+    for path, only in (
+        (args.results[0], [n for n in a if n not in b]),
+        (args.results[1], [n for n in b if n not in a]),
+    ):
+        if only:
+            parts.append(f"only in {path}: {', '.join(only)}")
+    print("\n\n".join(parts))
     return 0
 
 
 def _is_result(path: Path) -> bool:
-    """True when `path` is a lift eval result JSON (which a rerun may replace)."""
-    from lift.evaluate.results import read_result
+    """True when `path` is a lift eval result JSON, one task's or a suite's (which a rerun may replace)."""
+    from lift.evaluate.results import read_results
 
     try:
-        read_result(path)
+        read_results(path)
     except (LiftError, OSError, ValueError):
         return False
     return True
@@ -245,54 +272,87 @@ def _check_out(path: Path) -> None:
     check_output_file(path, flag="--out", replaceable=_is_result, what="a lift eval result JSON")
 
 
-def _table(result: EvalResult) -> str:
-    """The paper's table shape for a built-in task; a plugin evaluator's metrics one per line."""
-    from lift.evaluate.results import COLUMNS, markdown_table
-
-    if result.task in COLUMNS:
-        return markdown_table(result)
-    return "\n".join(f"{key}: {value:.2f}" for key, value in result.metrics.items())
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.task == "compare":
-        return _compare(args)
-    from lift.evaluate import EvalContext, evaluate_checkpoint
-    from lift.evaluate.results import write_result
+def _context(args: argparse.Namespace):
+    from lift.evaluate import EvalContext
     from lift.evaluate.text_cache import TextEmbeddingCache, default_cache_path
-
-    if args.out:  # before any work: results are never computed and then lost
-        _check_out(Path(args.out))
 
     cache = None
     if not args.no_cache:
         cache = TextEmbeddingCache(
             Path(args.cache_dir) / default_cache_path().name if args.cache_dir else None
         )
-    ctx = EvalContext(
+    return EvalContext(
         device=args.device or _default_device(), batch_size=args.batch_size, workers=args.workers,
         cache=cache, policy=ErrorPolicy(args.on_error), progress=not args.no_progress,
     )  # fmt: skip
-    load_kwargs = {
-        "text_encoder": args.text_encoder, "pooling": args.pooling, "max_tokens": args.max_tokens,
-        "instruction": args.instruction, **reference_kwargs(args),
-    }  # fmt: skip
-    load_kwargs = {k: v for k, v in load_kwargs.items() if v is not None}
-    if args.trust_remote_code:
-        load_kwargs["trust_remote_code"] = True
-    result = evaluate_checkpoint(
-        args.task, args.checkpoint, task_config(args), ctx=ctx, load_kwargs=load_kwargs
-    )
-    if args.out:
-        write_result(args.out, result)
-    print(_table(result))
+
+
+def _load_kwargs(args: argparse.Namespace) -> dict:
+    """`lift.load`'s options the user gave (a task's config may have taken one over: not passed then)."""
+    given = {k: getattr(args, k, None) for k in ("text_encoder", "pooling", "max_tokens", "instruction")}
+    kwargs = {k: v for k, v in {**given, **reference_kwargs(args)}.items() if v is not None}
+    if getattr(args, "trust_remote_code", False):
+        kwargs["trust_remote_code"] = True
+    return kwargs
+
+
+def _summary(name: str, result: EvalResult) -> str:
     stats = result.notes.get("text_embedding", {})
+    line = (
+        f"{name}: {result.seconds:.1f}s; texts embedded {stats.get('encoded', 0)}, "
+        f"from cache {stats.get('cache_hits', 0)}; skipped {result.notes.get('skipped', 0)}"
+    )
+    if result.notes.get("truncated") is not None:
+        notes = result.notes
+        line += f"; captions cut at {notes['max_tokens']} tokens: {notes['truncated']} of {notes['captions']}"
+    return line
+
+
+_JSON_KEYS = ("task", "metrics", "counts", "seconds", "checkpoint", "text_encoder")
+
+
+def _suite(args: argparse.Namespace) -> int:
+    from lift.evaluate.suite import evaluate_suite, load_suite, write_suite_result
+
+    entries = load_suite(args.suite, mode=args.on_error)  # every entry checked: before any model runs
+    if args.out:
+        _check_out(Path(args.out))
+    ctx = _context(args)
+    result = evaluate_suite(args.checkpoint, entries, ctx=ctx, load_kwargs=_load_kwargs(args))
+    if args.out:
+        write_suite_result(args.out, result)
+    print(result.markdown())
+    for name, r in result.results.items():
+        print(_summary(name, r))
     print(
-        f"{args.task}: {result.seconds:.1f}s; texts embedded {stats.get('encoded', 0)}, "
-        f"from cache {stats.get('cache_hits', 0)}; skipped {ctx.policy.skipped}"
+        f"suite: {len(result.results)} evaluators in {result.seconds:.1f}s; skipped {ctx.policy.skipped}"
         + (f"; wrote {args.out}" if args.out else "")
     )
     if args.json:
-        keys = ("task", "metrics", "counts", "seconds", "checkpoint", "text_encoder")
-        print(json.dumps({k: getattr(result, k) for k in keys}, default=str), flush=True)
+        out = {"suite": str(args.suite), "checkpoint": result.checkpoint, "seconds": result.seconds,
+               "results": {n: {k: getattr(r, k) for k in _JSON_KEYS} for n, r in result.results.items()}}  # fmt: skip
+        print(json.dumps(out, default=str), flush=True)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.task == "compare":
+        return _compare(args)
+    if args.task == "suite":
+        return _suite(args)
+    from lift.evaluate import evaluate_checkpoint, prepare_config
+    from lift.evaluate.results import markdown_table, write_result
+
+    if args.out:  # before any work: results are never computed and then lost
+        _check_out(Path(args.out))
+    # the flags checked (paths, ranges) and the annotations read before the model loads
+    config = prepare_config(args.task, task_config(args), mode=args.on_error, naming="flag")
+    ctx = _context(args)
+    result = evaluate_checkpoint(args.task, args.checkpoint, config, ctx=ctx, load_kwargs=_load_kwargs(args))
+    if args.out:
+        write_result(args.out, result)
+    print(markdown_table(result))
+    print(_summary(args.task, result) + (f"; wrote {args.out}" if args.out else ""))
+    if args.json:
+        print(json.dumps({k: getattr(result, k) for k in _JSON_KEYS}, default=str), flush=True)
     return 0

@@ -10,11 +10,18 @@ formats so the real-data loaders serve it:
   OUT/sugarcrepe/     add_obj.json ... swap_att.json over images/, every item checked on its scene graph
   OUT/zeroshot/       ImageFolder tree (red_circle/...) + classnames.txt
   OUT/retrieval/      images/ + captions.json (COCO captions format, 5 captions per image)
+  OUT/winoground/     Winoground's examples.jsonl over images/ex_<id>_img_<0|1>.png: two scenes, two
+                      captions with the same words in another order (attributes or objects swapped)
+  OUT/mmvp/           MMVP-VLM's Questions.csv over "MLLM_VLM Images/<Type>/<id>.png": scene pairs that
+                      differ in one visual pattern (Color, Position, Count, Size), a statement each
+  OUT/long-retrieval/ Urban1k's layout: image/<stem>.png + caption/<stem>.txt, the long description
+                      as each image's only caption
   OUT/world.json      seed, vocabularies, held-out pairs, counts
 
-Held-out (colour, shape) pairs never appear in train and do appear in the test splits; each test
-split's heldout.json lists the items that involve one. Same seed -> byte-identical output; a
-killed run resumes where it stopped.
+Every test caption is checked against its scene graph(s) (docs/synth.md). Held-out (colour, shape)
+pairs never appear in train and do appear in the test splits; heldout.json lists the items that
+involve one. Same seed -> byte-identical output; a killed run resumes where it stopped, and a world
+made before a split existed gains it on a rerun, the other splits' bytes unchanged.
 
 Examples:
   lift synth data/world
@@ -31,7 +38,7 @@ from lift.data.synth.generate import SynthConfig, generate_world
 from lift.data.synth.render import IMAGE_FORMATS
 
 NAME = "synth"
-HELP = "generate the compositional world (train shards + SugarCrepe/zero-shot/retrieval test sets)"
+HELP = "generate the compositional world: train shards and six benchmark-format test splits"
 ORDER = 5
 
 
@@ -69,10 +76,13 @@ def run(args: argparse.Namespace) -> int:
         args.out, cfg, workers=max(1, args.workers), force=args.force, progress=not args.no_progress
     )
     c = world["counts"]
+    sugarcrepe_items = sum(v["items"] for v in c["sugarcrepe"].values())
     print(
         f"lift synth: {args.out}: {c['train']['scenes']} train scenes in {c['train']['shards']} shards, "
-        f"sugarcrepe {sum(v['items'] for v in c['sugarcrepe'].values())} items, zeroshot {c['zeroshot']['images']} images "
-        f"/ {c['zeroshot']['classes']} classes, retrieval {c['retrieval']['images']} images; "
+        f"sugarcrepe {sugarcrepe_items} items, zeroshot {c['zeroshot']['images']} images "
+        f"/ {c['zeroshot']['classes']} classes, retrieval {c['retrieval']['images']} images, "
+        f"winoground {c['winoground']['examples']} examples, mmvp {c['mmvp']['pairs']} pairs, "
+        f"long-retrieval {c['long-retrieval']['images']} images; "
         f"held out {', '.join(world['heldout_pairs']) or 'nothing'} ({time.perf_counter() - start:.1f}s)"
     )
     return 0

@@ -40,6 +40,10 @@ _HELP = {
     "model": "vision tower",
     "train_data": "tar shards (folder, glob, brace pattern) or an image folder",
     "metadata": "parquet file(s) with key and caption columns (Recap layout: org_caption, re_caption)",
+    "data_order": "exact (an index, random access: local data) or stream (whole shards in order: object "
+    "storage, pipe:, http(s)://); default: stream for URLs, else exact",
+    "shuffle_buffer": "stream order: samples each worker shuffles among",
+    "image_decode": "where images are decoded: pillow (CPU workers, reduced-size JPEG decoding) or nvjpeg (GPU)",
     "captions": "VIEW, random or all (random:VIEW,VIEW...): which captions of a sample to train on "
     "(default: LIFT, the store's only view; CLIP, short)",
     "out": "run folder (new; an existing run needs --resume latest or --overwrite)",
@@ -55,9 +59,13 @@ _HELP = {
     "init_temperature": "initial softmax temperature (logit scale 1/T, learnable; 0.07 is CLIP's)",
     "embed_dim": "the joint space: LIFT, the store's dim (default: it); CLIP, default 512",
     "grad_checkpointing": "trade compute for memory in the towers",
+    "compile": "torch.compile the training step (first steps slower while it compiles)",
     "workers": "DataLoader worker processes",
     "save_every": "checkpoint every N steps (and always at the end)",
     "log_every": "metrics row every N steps",
+    "eval_suite": "a `lift eval suite` YAML: evaluated on rank 0 every --eval-every steps and at the end, "
+    "logged into metrics.jsonl",
+    "eval_every": "evaluate the suite every N steps (and always at the end)",
     "resume": "'latest': continue the run at --out from its newest checkpoint (starts fresh when there is none "
     "yet), or a checkpoint folder",
     # method options
@@ -70,13 +78,16 @@ _HELP = {
 
 
 def _choices() -> dict[str, list[str]]:
+    from lift.data.decode import DECODERS
     from lift.losses import LOSSES
     from lift.methods import METHODS
     from lift.models import list_models
     from lift.models.adapters import ADAPTERS
+    from lift.train_data import ORDERS
 
     return {"method": METHODS.names(), "model": list_models(), "loss": LOSSES.names(),
-            "on_error": list(ON_ERROR_CHOICES), "text_adapter": ADAPTERS.names()}  # fmt: skip
+            "on_error": list(ON_ERROR_CHOICES), "text_adapter": ADAPTERS.names(), "data_order": list(ORDERS),
+            "image_decode": DECODERS.names()}  # fmt: skip
 
 
 def _base_type(tp: typing.Any) -> typing.Any:

@@ -221,11 +221,12 @@ def read_wds(path: str, key_field: str, caption_fields: tuple[str, ...]) -> Iter
         raise LiftError(
             f"{path}: webdataset shards are keyed by __key__; --key-field {key_field!r} is not supported"
         )
-    row = 0
+    row, kinds = 0, set()
     try:
         with gopen(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
             # webdataset groups consecutive members by key into one sample; so do we
-            for key, group in itertools.groupby(_caption_members(tar, caption_fields), key=lambda m: m[0]):
+            members = _caption_members(tar, caption_fields, kinds)
+            for key, group in itertools.groupby(members, key=lambda m: m[0]):
                 found = list(group)
                 by_field = [[m for m in found if m[2] == v] for v in range(len(caption_fields))]
                 yield row, key, tuple(map(_member_caption, by_field))
@@ -235,6 +236,12 @@ def read_wds(path: str, key_field: str, caption_fields: tuple[str, ...]) -> Iter
             check_tar_end(path, end)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise LiftError(f"{path}: cannot read tar (after {row} captions): {e}") from None
+    if row == 0 and kinds:  # samples, but not one member of the field: the option, not the data, is wrong
+        fields = ", ".join(f".{f}" for f in caption_fields)
+        raise MissingField(
+            f"{path}: no member ends in {fields} (found: {', '.join(f'.{k}' for k in sorted(kinds))}); choose the "
+            "caption member with --caption-field, or read the parquet beside the shard with --format parquet"
+        )
 
 
 def _member_caption(found: list[tuple[str, str, int, bytes]]) -> Any:
@@ -251,15 +258,17 @@ def _member_caption(found: list[tuple[str, str, int, bytes]]) -> Any:
 
 
 def _caption_members(
-    tar: tarfile.TarFile, caption_fields: tuple[str, ...]
+    tar: tarfile.TarFile, caption_fields: tuple[str, ...], kinds: set[str]
 ) -> Iterator[tuple[str, str, int, bytes]]:
-    """(key, member name, field index, bytes) of each caption member, in tar order."""
+    """(key, member name, field index, bytes) of each caption member, in tar order; `kinds` collects
+    the kind of every member seen."""
     want = [f.lower() for f in caption_fields]
     for member in tar:
         split = split_key(member.name) if member.isfile() else None
         if split is None:
             continue
         key, ext = split
+        kinds.add(member_kind(ext))
         # `--caption-field v2.txt` picks that exact extension, `txt` every other *.txt member
         ext, kind = ext.lower(), member_kind(ext)
         field = want.index(ext) if ext in want else want.index(kind) if kind in want else None
@@ -369,6 +378,31 @@ class ViewCaptions(NamedTuple):
     def of(self, view: str) -> list[str]:
         """One view's captions, in row order."""
         return self.captions[self.views.index(view)]
+
+
+def check_caption_fields(
+    path: str,
+    *,
+    fmt: str = "auto",
+    key_field: str | None = None,
+    caption_field: str | Sequence[str] | None = None,
+) -> None:
+    """Raise MissingField when `path` has no such key or caption field (a wrong option, which no
+    `--on-error skip` should turn into an empty store): reads up to its first row."""
+    source = source_for(path, fmt)
+    rows = source.read(
+        path, key_field or source.key_field, tuple(resolve_caption_fields(source, caption_field))
+    )
+    try:
+        next(iter(rows), None)
+    except MissingField:
+        raise
+    except LiftError:
+        pass  # damage is the job's to report (stop, or skip and count), row by row
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
 
 
 def read_captions(

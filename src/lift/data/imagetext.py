@@ -47,23 +47,57 @@ class TextSource(Protocol):
     def __call__(self, sample: Sample, rng: np.random.Generator) -> np.ndarray | str | list[str]: ...
 
 
-class ImageTextDataset(torch.utils.data.Dataset):
-    """Map-style dataset over `samples`; items are addressed as (epoch, index).
+class ImageDecoder(Protocol):
+    """Image bytes -> Tensor [3, H, W], its random crop seeded by `seed`; ValueError for a bad image.
+    `lift.data.decode.PillowDecoder` (training: uint8, normalised on the device) or `ReferenceImages`."""
 
-    Returns a dict with `key`, `image` [3, H, W] and `text` (what `text_source` gives: a vector
-    [D] or [V, D], or caption(s)), or `error` (a one-line message) for a bad sample, which the
-    collate function passes on so the main process applies the error policy (workers cannot share
-    its counter).
-    """
+    def __call__(self, data: bytes, *, seed: int, name: str) -> Any: ...
+
+
+class ReferenceImages:
+    """The reference path: open_clip's PIL transform (`train_transform`) on the whole decoded image,
+    float and normalised in the worker; what the fast decoder is measured and tested against."""
+
+    def __init__(self, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+        self.transform = transform
+
+    def __call__(self, data: bytes, *, seed: int, name: str) -> torch.Tensor:
+        try:
+            image = load_rgb(data)
+        except Exception as e:  # PIL raises many types for corrupt files
+            raise ValueError(f"corrupt image {name}: {e}") from None
+        with torch.random.fork_rng(devices=[]):  # the crop drawn from the sample's seed alone
+            torch.manual_seed(seed % (2**63))
+            return self.transform(image)
+
+
+def make_item(
+    *, key: str, source: str, data: Callable[[], bytes], name: str, seed: int, images: ImageDecoder,
+    text: Callable[[np.random.Generator], Any], problem: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One training item, {"key", "image", "text"}, or {"key", "error"}: a bad sample travels as a one-line
+    message for the main process's error policy (workers cannot share its counter). Augmentation and
+    the caption drawn depend on `seed` alone: identical across workers, ranks and resumes."""
+    try:
+        if problem:
+            raise ValueError(problem)
+        return {
+            "key": key,
+            "image": images(data(), seed=seed, name=name),
+            "text": text(np.random.default_rng(seed)),
+        }
+    except (ValueError, OSError, KeyError) as e:
+        return {"key": key, "error": f"{source}: sample {key!r}: {e}"}
+
+
+class ImageTextDataset(torch.utils.data.Dataset):
+    """Map-style dataset over `samples`; items are addressed as (epoch, index): `make_item`'s, with
+    `text` what `text_source` gives (a vector [D] or [V, D], or caption(s))."""
 
     def __init__(
-        self, samples: list[Sample], transform: Callable[[Image.Image], torch.Tensor], *,
-        text_source: TextSource, seed: int = 0,
-    ) -> None:  # fmt: skip
-        self.samples = samples
-        self.transform = transform
-        self.text_source = text_source
-        self.seed = seed
+        self, samples: list[Sample], images: ImageDecoder, *, text_source: TextSource, seed: int = 0
+    ) -> None:
+        self.samples, self.images, self.text_source, self.seed = samples, images, text_source, seed
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -71,37 +105,28 @@ class ImageTextDataset(torch.utils.data.Dataset):
     def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
         epoch, index = item
         s = self.samples[index]
-        seed = sample_seed(self.seed, epoch, index)
-        out: dict[str, Any] = {"key": s.key}
-        try:
-            if s.problem:
-                raise ValueError(s.problem)
-            ext = s.images[0]
-            try:
-                image = load_rgb(read_member(s, ext))
-            except Exception as e:  # PIL raises many types for corrupt files
-                raise ValueError(f"corrupt image {s.key}.{ext}: {e}") from None
-            # Seeded per sample so augmentation and the caption drawn are identical across workers,
-            # ranks and resumes.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed % (2**63))
-                out["image"] = self.transform(image)
-            out["text"] = self.text_source(s, np.random.default_rng(seed))
-        except (ValueError, OSError, KeyError) as e:
-            return {"key": s.key, "error": f"{s.source}: sample {s.key!r}: {e}"}
-        return out
+        ext = s.images[0] if s.images else ""
+        return make_item(
+            key=s.key, source=s.source, data=lambda: read_member(s, ext), name=f"{s.key}.{ext}",
+            seed=sample_seed(self.seed, epoch, index), images=self.images,
+            text=lambda rng: self.text_source(s, rng), problem=s.problem,
+        )  # fmt: skip
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack the good items; bad ones travel as `errors` for the main process's policy. `texts` is a
-    Tensor [B, D] / [B, V, D] of stored vectors, or a list of captions (str, or list[str] per sample)."""
+    """Stack the good items; bad ones travel as `errors` for the main process's policy. `images` is uint8
+    [B, 3, H, W] from the fast decoder (or a list when some are left for the device to decode; float
+    from ReferenceImages); `texts` a Tensor [B, D] / [B, V, D] of stored vectors, or a list of captions
+    (str, or list[str] per sample)."""
+    from lift.data.decode import stack_images
+
     good = [it for it in items if "error" not in it]
     batch: dict[str, Any] = {
         "keys": [it["key"] for it in good],
         "errors": [it["error"] for it in items if "error" in it],
     }
     if good:
-        batch["images"] = torch.stack([it["image"] for it in good])
+        batch["images"] = stack_images([it["image"] for it in good])
         texts = [it["text"] for it in good]
         batch["texts"] = torch.from_numpy(np.stack(texts)) if isinstance(texts[0], np.ndarray) else texts
     return batch

@@ -104,7 +104,7 @@ def read_metadata(paths: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _members_problem(members: dict[str, Any]) -> str | None:
+def members_problem(members: dict[str, Any]) -> str | None:
     """Why a key's members make no sample: it holds exactly one image and at most one of each sidecar."""
     named = ", ".join("." + ext for ext in members)
     images = [ext for ext in members if is_image_ext(ext)]
@@ -156,7 +156,7 @@ class _Grouper:
                         "without an image or caption for their key", where(key, ext, location)
                     )
                 continue
-            problem = self.repeated.get(group) or _members_problem(members)
+            problem = self.repeated.get(group) or members_problem(members)
             self.index.samples.append(
                 Sample(key=key, source=source(members), members=members, problem=problem)
             )

@@ -69,6 +69,7 @@ def make_result(
     notes = dict(notes or {})
     notes["text_embedding"] = dataclasses.asdict(ctx.text_stats)
     if ctx.policy.skipped:
+        notes["skipped"] = ctx.policy.skipped  # bad entries and images, each once (counts: per metric)
         notes["skipped_examples"] = list(ctx.policy.examples)
     return EvalResult(
         task=task,

@@ -54,6 +54,18 @@ def _str_fields(entry: Any, keys: tuple[str, ...], where: str, policy: ErrorPoli
     return {k: entry[k] for k in keys}
 
 
+# the public names of the entry helpers, for the other evaluators' readers
+str_fields = _str_fields
+
+
+def require_images(paths: Any, policy: ErrorPolicy) -> None:
+    """Each distinct image an annotation file names must exist: a missing one is named (or, under skip,
+    left for the run to count) before any model runs."""
+    for path in dict.fromkeys(Path(p) for p in paths):
+        if not path.is_file():
+            policy.fail(f"{path}: image not found")
+
+
 def read_sugarcrepe_file(path: Path, policy: ErrorPolicy) -> list[SugarCrepeItem]:
     data = read_json(path)
     if isinstance(data, list):
@@ -90,6 +102,11 @@ def _heldout_json(folder: str | Path, key: str) -> list | None:
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
         raise LiftError(f"{path}: expected a list under key {key!r}")
     return data[key]
+
+
+def heldout_entries(folder: str | Path, key: str) -> list | None:
+    """`folder/heldout.json`'s list under `key` (held-out concepts of the synth world), or None."""
+    return _heldout_json(folder, key)
 
 
 # ---------------------------------------------------------------- ImageFolder (zero-shot)
@@ -250,6 +267,9 @@ def _read_utf8(path: Path) -> str:
             f"{path}: not UTF-8 at line {line}, byte {e.start} ({data[e.start : e.start + 1]!r}); "
             "re-save it as UTF-8"
         ) from None
+
+
+read_utf8 = _read_utf8
 
 
 def read_heldout_image_ids(ann_file: str | Path) -> set | None:

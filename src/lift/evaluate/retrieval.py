@@ -9,16 +9,24 @@ A tie with the ground truth counts as a miss.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from lift.errors import LiftError
+from lift.errors import ErrorPolicy, LiftError
 from lift.evaluate import register
 from lift.evaluate.context import EvalContext, make_result
-from lift.evaluate.formats import RetrievalData, read_coco_captions, read_flickr_csv, read_heldout_image_ids
+from lift.evaluate.formats import (
+    RetrievalData,
+    read_coco_captions,
+    read_flickr_csv,
+    read_heldout_image_ids,
+    require_images,
+)
+from lift.evaluate.options import option
 from lift.evaluate.ranking import chunked_ranks, recall_at
 from lift.evaluate.results import EvalResult
 
@@ -28,15 +36,34 @@ FORMATS = {
     "flickr": lambda cfg, policy: read_flickr_csv(cfg.annotations, cfg.images, cfg.split, policy),
 }
 PROTOCOLS = ("first-caption", "all-captions")
+COLUMNS = [
+    *[(f"i2t_R@{k}", f"I2T R@{k}", "images") for k in KS],
+    *[(f"t2i_R@{k}", f"T2I R@{k}", "texts") for k in KS],
+]
 
 
 @dataclass
 class RetrievalConfig:
-    images: str = ""
-    annotations: str = ""  # COCO captions JSON or flickr_annotations_30k.csv
-    format: str = "coco"
-    protocol: str = "first-caption"
-    split: str | None = "test"  # Flickr30K's split column; COCO's split is the annotation file
+    images: str = option("", required=True, path="dir", help="image folder")
+    annotations: str = option(
+        "", required=True, path="file", help="COCO captions JSON or flickr_annotations_30k.csv"
+    )
+    # None: read from the annotations file's name, the same rule for the library and the command line
+    format: str | None = option(
+        None, choices=sorted(FORMATS), help="the annotations' layout (default: flickr for a .csv, else coco)"
+    )
+    protocol: str = option(
+        PROTOCOLS[0], choices=PROTOCOLS,
+        help="first-caption: the paper's (each image's first caption); all-captions: the standard one",
+    )  # fmt: skip
+    split: str | None = option("test", help="Flickr30K's split column value (COCO's split is its file)")
+
+
+def resolve_format(cfg: RetrievalConfig) -> RetrievalConfig:
+    """`cfg` with its format decided: as given, else flickr for a `.csv` annotations file, else coco."""
+    if cfg.format is not None:
+        return cfg
+    return dataclasses.replace(cfg, format="flickr" if str(cfg.annotations).endswith(".csv") else "coco")
 
 
 def gallery(data: RetrievalData, protocol: str) -> tuple[list[str], torch.Tensor, list[torch.Tensor]]:
@@ -78,27 +105,32 @@ def retrieval_metrics(
     return metrics
 
 
-@register("retrieval", RetrievalConfig)
-def evaluate_retrieval(model: Any, cfg: RetrievalConfig, ctx: EvalContext) -> EvalResult:
-    started = time.perf_counter()
-    if cfg.format not in FORMATS:
-        raise LiftError(f"unknown retrieval format {cfg.format!r}; known: {sorted(FORMATS)}")
-    if cfg.protocol not in PROTOCOLS:
-        raise LiftError(f"unknown retrieval protocol {cfg.protocol!r}; known: {list(PROTOCOLS)}")
-    data = FORMATS[cfg.format](cfg, ctx.policy)
-    parse_skipped = ctx.policy.skipped
-    all_texts, all_owner, _ = gallery(data, cfg.protocol)
+def rank_gallery(
+    model: Any,
+    data: RetrievalData,
+    ctx: EvalContext,
+    *,
+    protocol: str = "first-caption",
+    parse_skipped: int = 0,
+    heldout_ids: set | None = None,
+    desc: str = "retrieval images",
+) -> tuple[dict[str, float], dict[str, dict[str, int]], list[str]]:
+    """Embed `data`'s captions and images and rank them both ways -> (metrics, counts, the captions used).
+
+    parse_skipped: entries the reader skipped (the error policy counted them); those that were captions
+    (`data.skipped_captions`) are counted with the texts, the rest with the images.
+    """
+    all_texts, all_owner, _ = gallery(data, protocol)
     # Texts first: a broken text side fails before minutes of image work.
     all_txt = ctx.texts(model, all_texts)
-    img, ok = ctx.images(model, data.images, "retrieval images")
+    img, ok = ctx.images(model, data.images, desc)
     # An image that could not be read leaves the gallery together with its captions.
     kept = RetrievalData(
         images=[p for p, k in zip(data.images, ok) if k],
         captions=[c for c, k in zip(data.captions, ok) if k],
         ids=[i for i, k in zip(data.ids, ok) if k],
     )
-    texts, text_to_image, image_to_texts = gallery(kept, cfg.protocol)
-    # the policy counted unusable captions with the other entries; they are texts, not images
+    texts, text_to_image, image_to_texts = gallery(kept, protocol)
     counts = {
         "images": {
             "n": len(kept.images),
@@ -108,11 +140,36 @@ def evaluate_retrieval(model: Any, cfg: RetrievalConfig, ctx: EvalContext) -> Ev
     }
     metrics: dict[str, float] = {}
     if texts:
-        held_ids = read_heldout_image_ids(cfg.annotations)
         heldout = None
-        if held_ids is not None:
-            heldout = torch.tensor([i in held_ids for i in kept.ids], dtype=torch.bool)
+        if heldout_ids is not None:
+            heldout = torch.tensor([i in heldout_ids for i in kept.ids], dtype=torch.bool)
             counts["heldout/images"] = {"n": int(heldout.sum()), "skipped": 0}
             counts["heldout/texts"] = {"n": int(heldout[text_to_image].sum()), "skipped": 0}
         metrics = retrieval_metrics(img[ok], all_txt[ok[all_owner]], text_to_image, image_to_texts, heldout)
+    return metrics, counts, texts
+
+
+def _read(cfg: RetrievalConfig, policy: ErrorPolicy) -> RetrievalData:
+    if cfg.format not in FORMATS:
+        raise LiftError(f"unknown retrieval format {cfg.format!r}; known: {sorted(FORMATS)}")
+    if cfg.protocol not in PROTOCOLS:
+        raise LiftError(f"unknown retrieval protocol {cfg.protocol!r}; known: {list(PROTOCOLS)}")
+    return FORMATS[cfg.format](cfg, policy)
+
+
+def check_retrieval(cfg: RetrievalConfig, policy: ErrorPolicy) -> None:
+    """The annotations readable and every image they name present, before any model runs."""
+    require_images(_read(resolve_format(cfg), policy).images, policy)
+
+
+@register("retrieval", RetrievalConfig, columns=COLUMNS, check=check_retrieval)
+def evaluate_retrieval(model: Any, cfg: RetrievalConfig, ctx: EvalContext) -> EvalResult:
+    started = time.perf_counter()
+    cfg = resolve_format(cfg)
+    before = ctx.policy.skipped
+    data = _read(cfg, ctx.policy)
+    metrics, counts, _ = rank_gallery(
+        model, data, ctx, protocol=cfg.protocol, parse_skipped=ctx.policy.skipped - before,
+        heldout_ids=read_heldout_image_ids(cfg.annotations),
+    )  # fmt: skip
     return make_result("retrieval", model, cfg, ctx, metrics=metrics, counts=counts, started=started)

@@ -9,24 +9,33 @@ bad item is an error or a counted skip.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lift.errors import LiftError
+from lift.errors import ErrorPolicy, LiftError
 from lift.evaluate import register
 from lift.evaluate.context import EvalContext, make_result
-from lift.evaluate.formats import SugarCrepeItem, read_heldout, read_sugarcrepe_file
+from lift.evaluate.formats import SugarCrepeItem, read_heldout, read_sugarcrepe_file, require_images
+from lift.evaluate.options import option
 from lift.evaluate.results import SUGARCREPE_SUBSETS, EvalResult
+
+HEADERS = ("AddO", "AddA", "RepO", "RepA", "RepR", "SwpO", "SwpA")  # the paper's table
+COLUMNS = [*[(s, h, s) for s, h in zip(SUGARCREPE_SUBSETS, HEADERS)], ("mean", "Mean", None)]
 
 
 @dataclass
 class SugarCrepeConfig:
-    annotations: str = ""  # folder with the seven JSON files
-    images: str = ""  # the image folder the items' filenames are relative to
-    subsets: list[str] = field(default_factory=lambda: list(SUGARCREPE_SUBSETS))
+    annotations: str = option(
+        "", required=True, path="dir", help="folder with add_obj.json ... swap_att.json"
+    )
+    images: str = option("", required=True, path="dir", help="image folder the items' filenames refer to")
+    subsets: list[str] = option(
+        default_factory=lambda: list(SUGARCREPE_SUBSETS), choices=SUGARCREPE_SUBSETS,
+        help="evaluate only these subsets",
+    )  # fmt: skip
 
 
 def pair_correct(img: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -40,7 +49,7 @@ def _accuracy(correct: torch.Tensor) -> float:
 
 
 def _load_items(
-    cfg: SugarCrepeConfig, ctx: EvalContext
+    cfg: SugarCrepeConfig, policy: ErrorPolicy
 ) -> tuple[dict[str, list[SugarCrepeItem]], dict[str, int]]:
     unknown = [s for s in cfg.subsets if s not in SUGARCREPE_SUBSETS]
     if unknown:
@@ -52,16 +61,22 @@ def _load_items(
             raise LiftError(
                 f"{path}: SugarCrepe file not found (expected {subset}.json in {cfg.annotations})"
             )
-        before = ctx.policy.skipped
-        items[subset] = read_sugarcrepe_file(path, ctx.policy)
-        skipped[subset] = ctx.policy.skipped - before
+        before = policy.skipped
+        items[subset] = read_sugarcrepe_file(path, policy)
+        skipped[subset] = policy.skipped - before
     return items, skipped
 
 
-@register("sugarcrepe", SugarCrepeConfig)
+def check_sugarcrepe(cfg: SugarCrepeConfig, policy: ErrorPolicy) -> None:
+    """Every subset file readable and every image it names present, before any model runs."""
+    items, _ = _load_items(cfg, policy)
+    require_images([Path(cfg.images) / it.filename for group in items.values() for it in group], policy)
+
+
+@register("sugarcrepe", SugarCrepeConfig, columns=COLUMNS, check=check_sugarcrepe)
 def evaluate_sugarcrepe(model: Any, cfg: SugarCrepeConfig, ctx: EvalContext) -> EvalResult:
     started = time.perf_counter()
-    items, skipped = _load_items(cfg, ctx)
+    items, skipped = _load_items(cfg, ctx.policy)
     all_items = [it for subset in cfg.subsets for it in items[subset]]
     filenames = list(dict.fromkeys(it.filename for it in all_items))
     image_row = {f: i for i, f in enumerate(filenames)}

@@ -8,27 +8,35 @@ as a miss.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from lift.errors import LiftError
+from lift.errors import ErrorPolicy, LiftError
 from lift.evaluate import register
 from lift.evaluate.context import EvalContext, make_result
-from lift.evaluate.formats import read_heldout_folders, read_imagefolder
+from lift.evaluate.formats import read_heldout_folders, read_imagefolder, read_templates
+from lift.evaluate.options import option
 from lift.evaluate.ranking import chunked_ranks, percent
 from lift.evaluate.results import EvalResult
 
 DEFAULT_TEMPLATE = "It is a photo of a {label}"  # the paper's single prompt
+COLUMNS = [("top1", "top-1", "images"), ("top5", "top-5", "images"), ("mean_recall", "mean recall", "images")]
 
 
 @dataclass
 class ZeroShotConfig:
-    images: str = ""  # ImageFolder root: one folder per class
-    classnames: str | None = None  # txt (one per line, folder order) or imagenet_class_index.json
-    templates: list[str] = field(default_factory=lambda: [DEFAULT_TEMPLATE])
+    images: str = option("", required=True, path="dir", help="ImageFolder root: one folder per class")
+    classnames: str | None = option(
+        None, path="file", help="txt (one name per line, folder order) or imagenet_class_index.json"
+    )
+    # a string (a flag's value, a suite file's) names a file of templates, read into the list
+    templates: list[str] = option(
+        default_factory=lambda: [DEFAULT_TEMPLATE], convert=read_templates, path="file", metavar="FILE",
+        help="prompt templates file ({label} placeholder), one per line, or a JSON list",
+    )  # fmt: skip
 
 
 def fill(template: str, label: str) -> str:
@@ -59,7 +67,14 @@ def classification_metrics(ranks: torch.Tensor, labels: torch.Tensor, n_classes:
     }
 
 
-@register("zeroshot", ZeroShotConfig)
+def check_zeroshot(cfg: ZeroShotConfig, policy: ErrorPolicy) -> None:
+    """Templates, class folders and class names readable, before any model runs."""
+    if not cfg.templates:
+        raise LiftError("zero-shot needs at least one prompt template")
+    read_imagefolder(cfg.images, cfg.classnames, policy)
+
+
+@register("zeroshot", ZeroShotConfig, columns=COLUMNS, check=check_zeroshot)
 def evaluate_zeroshot(model: Any, cfg: ZeroShotConfig, ctx: EvalContext) -> EvalResult:
     started = time.perf_counter()
     if not cfg.templates:

@@ -69,6 +69,9 @@ class Method:
     def text_source(self) -> TextSource:
         raise NotImplementedError
 
+    def prepare_model(self, model: nn.Module) -> None:
+        """Fill what the freshly built model takes from the data (e.g. a store's fitted text transform)."""
+
     def text_batch(self, texts: Any, device: torch.device) -> torch.Tensor:
         return texts.to(device, non_blocking=True)
 

@@ -14,7 +14,7 @@ from torch import nn
 from lift.config import bounded
 from lift.data.views import ViewChoice, pick
 from lift.errors import LiftError
-from lift.identity import check_same_encoder
+from lift.identity import check_same_encoder, check_same_transform
 from lift.methods import METHODS, Method, identity_key, weights_key
 
 
@@ -83,8 +83,10 @@ class Lift(Method):
             self.choice = ViewChoice("fixed", (views[0],))
         used = self.choice.resolve(views, where=f"store {o.store}")
         self.rows = [views.index(v) for v in used]
+        self.transform = store.transform  # None for a store of the encoder's own vectors
         self.provenance = {"text_identity": store.identity, "text_encoder_path": encoder_path,
-                           "store_dim": store.dim, "store_views": used}  # fmt: skip
+                           "store_dim": store.dim, "store_views": used,
+                           "text_transform": self.transform.identity if self.transform else None}  # fmt: skip
 
     def select(self, index: Any, policy: Any) -> list[Any]:
         from lift.data.index import select_samples
@@ -99,7 +101,13 @@ class Lift(Method):
             method="lift", model=c.model, embed_dim=self.store.dim, head_depth=self.options.head_depth,
             loss=c.loss, init_temperature=c.init_temperature, grad_checkpointing=c.grad_checkpointing,
             text_adapter=self.options.text_adapter,
+            text_transform=self.transform.identity if self.transform else None,
         )  # fmt: skip
+
+    def prepare_model(self, model: nn.Module) -> None:
+        if self.transform is not None:  # the store's map travels with the weights
+            model.text_transform_matrix.copy_(torch.tensor(self.transform.matrix))
+            model.text_transform_bias.copy_(torch.tensor(self.transform.bias))
 
     def text_source(self) -> StoreText:
         return StoreText(self.store, self.choice.mode, self.rows)
@@ -111,20 +119,25 @@ class Lift(Method):
         # the same store path may hold other vectors now
         check_same_encoder(saved.get("text_identity") or {}, self.store.identity,
                            expected_from=f"checkpoint {where}", found_from=f"store {self.options.store}")  # fmt: skip
+        check_same_transform(saved.get("text_transform"), self.provenance["text_transform"],
+                             expected_from=f"checkpoint {where}", found_from=f"store {self.options.store}")  # fmt: skip
 
     # ---- inference ------------------------------------------------------------------------------
 
     @classmethod
     def encode_text(cls, loaded: Any, texts: list[str], normalize: bool = True) -> torch.Tensor:
         """The frozen encoder's vectors, through the run's adapter."""
-        vectors = loaded.open_text_encoder().encode(list(texts)).float().to(loaded.device)
-        return loaded.model.encode_text(vectors, normalize=normalize)
+        raw = loaded.open_text_encoder().encode(list(texts)).float().to(loaded.device)
+        return loaded.model.encode_text(loaded.model.transform_text(raw), normalize=normalize)
 
     @classmethod
     def text_cache_key(cls, loaded: Any) -> str | None:
         if not isinstance(loaded.text_identity, dict) or not loaded.text_identity.get("weights_sha256"):
             return None
         key = identity_key(loaded.text_identity)
+        transform = loaded.model.config.text_transform
+        if transform is not None:
+            key += "-t" + transform["sha256"][:16]
         adapter = loaded.model.text_adapter.state_dict()
         return key + ("-" + weights_key(adapter, "adapter") if adapter else "")
 

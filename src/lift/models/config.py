@@ -67,6 +67,9 @@ class ModelConfig:
         fields existed load unchanged.
     text_adapter: LIFT's trainable map on the frozen vectors (`lift.models.adapters`); "none" is the
         paper's recipe.
+    text_transform: the identity of the fitted linear map of a transformed store (`lift store
+        transform`: its sha256, chain, in_dim and out_dim); the map itself travels in the weights, so
+        `encode_text` maps the frozen encoder's output exactly as the store's vectors were mapped.
     """
 
     method: str = "lift"
@@ -81,3 +84,4 @@ class ModelConfig:
     vision: VisionTowerConfig | None = None
     text: TextTowerConfig | None = None
     text_adapter: str = "none"
+    text_transform: dict | None = None

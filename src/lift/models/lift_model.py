@@ -53,6 +53,16 @@ class LiftModel(ContrastiveModelMixin, nn.Module):
         # the frozen vectors' adapter (an Identity without weights for the paper's recipe, so
         # checkpoints without an adapter keep their keys)
         self.text_adapter = build_adapter(config.text_adapter, config.embed_dim)
+        t = config.text_transform
+        if t is not None:  # float64, as it was fitted: the encoder's raw output -> the store's space
+            if t["out_dim"] != config.embed_dim:
+                raise LiftError(
+                    f"text transform maps to {t['out_dim']}-d, but embed_dim is {config.embed_dim}"
+                )
+            self.register_buffer(
+                "text_transform_matrix", torch.zeros(t["in_dim"], t["out_dim"], dtype=torch.float64)
+            )
+            self.register_buffer("text_transform_bias", torch.zeros(t["out_dim"], dtype=torch.float64))
         self.set_grad_checkpointing(config.grad_checkpointing)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -73,6 +83,19 @@ class LiftModel(ContrastiveModelMixin, nn.Module):
             )
         x = self.text_adapter(vectors.float())
         return F.normalize(x, dim=-1) if normalize else x
+
+    @property
+    def text_input_dim(self) -> int:
+        """The dim of the frozen encoder's vectors this model reads (before its store transform)."""
+        t = self.config.text_transform
+        return t["in_dim"] if t is not None else self.config.embed_dim
+
+    def transform_text(self, raw: Tensor) -> Tensor:
+        """The frozen encoder's raw vectors [..., D_in] mapped as the store's were ([..., D]); the
+        stored vectors used in training are already mapped."""
+        if self.config.text_transform is None:
+            return raw
+        return (raw.double() @ self.text_transform_matrix + self.text_transform_bias).float()
 
     def forward(self, images: Tensor) -> Tensor:
         """L2-normalised image embeddings [B, embed_dim] (what the loss compares with stored texts)."""

@@ -14,12 +14,17 @@ Several views per key (one vector per caption field): `StoreWriter(..., views=["
 `store[key]` is (V, dim), `store.get_many(keys)` (N, V, dim) and `store.get_many(keys, view="re_caption")`
 (N, dim). A one-view store reads exactly as before: (dim,) and (N, dim).
 
+A transformed store (`lift store transform`, `lift.store.transform_job.transform_store`) holds the map
+from the text encoder's raw output to its vectors: `store.transform` (a `StoreTransform`, None for an
+untransformed store); `store.transform.apply(raw)` gives vectors comparable with the store's.
+
 See `lift.store.format` for the on-disk layout.
 """
 
 from lift.store.codecs import STORE_DTYPES
 from lift.store.format import StoreDamaged
 from lift.store.reader import EmbeddingStore, KeyNotInStore, open_store
+from lift.store.transform import StoreTransform
 from lift.store.writer import StoreWriter, ViewsDiffer
 
 __all__ = [
@@ -27,6 +32,7 @@ __all__ = [
     "EmbeddingStore",
     "KeyNotInStore",
     "StoreDamaged",
+    "StoreTransform",
     "StoreWriter",
     "ViewsDiffer",
     "open_store",

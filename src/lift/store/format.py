@@ -10,6 +10,9 @@ STORE/shards/00000.khash    (rows,) uint64 key hashes in row order (the global i
 STORE/shards/00000.json     sidecar: rows, skipped, per-file sizes and blake2b; written last
 STORE/index.hash            (total,) uint64 key hashes, sorted
 STORE/index.row             (total,) uint64 global row of each hash (store order)
+STORE/transform.safetensors a transformed store's map from the encoder's raw output to its vectors
+                            (`lift store transform`; see `lift.store.transform`), listed in header
+                            and manifest
 STORE/manifest.json         written once every shard exists; its presence means "complete"
 
 Views: a key holds one vector per named view (e.g. one per caption column: `org_caption`,
@@ -17,6 +20,11 @@ Views: a key holds one vector per named view (e.g. one per caption column: `org_
 views is format version 2, so a lift that predates views refuses it instead of misreading it; a
 store of one view stays version 1, readable by that lift. A version-1 store without "views" (written
 before views existed) has one view, named after the caption field it was embedded from.
+
+Transforms: a store whose vectors went through a fitted linear map (centre, PCA, whiten, truncate)
+holds it in transform.safetensors; header and manifest record its identity under "transform". Such a
+store is format version 3 whatever its views, so a lift that predates transforms refuses it rather
+than comparing its vectors with raw encoder output.
 """
 
 from __future__ import annotations
@@ -36,10 +44,12 @@ from lift.store.codecs import get_codec
 FORMAT_NAME = "lift-embedding-store"
 FORMAT_VERSION = 1  # of a one-view store
 MULTI_VIEW_VERSION = 2  # of a store of several views
-SUPPORTED_VERSIONS = (FORMAT_VERSION, MULTI_VIEW_VERSION)
+TRANSFORM_VERSION = 3  # of a store that holds a transform (any number of views)
+SUPPORTED_VERSIONS = (FORMAT_VERSION, MULTI_VIEW_VERSION, TRANSFORM_VERSION)
 DEFAULT_VIEW = "default"
 MANIFEST = "manifest.json"
 HEADER = "store.json"
+TRANSFORM_FILE = "transform.safetensors"
 SHARD_DIR = "shards"
 INDEX_FILES = ("index.hash", "index.row")
 KEY_HASH_DTYPE = np.dtype("<u8")
@@ -60,8 +70,10 @@ def shard_prefix(i: int, num_shards: int) -> str:
     return f"{SHARD_DIR}/{i:0{width}d}"
 
 
-def format_version(num_views: int) -> int:
-    """The format version a store of `num_views` views is written as."""
+def format_version(num_views: int, transformed: bool = False) -> int:
+    """The format version a store of `num_views` views (holding a transform or not) is written as."""
+    if transformed:
+        return TRANSFORM_VERSION
     return FORMAT_VERSION if num_views == 1 else MULTI_VIEW_VERSION
 
 
@@ -108,10 +120,11 @@ def store_views(meta: dict[str, Any], where: object) -> list[str]:
         views = check_views(meta["views"], where)
     except LiftError as e:
         raise StoreDamaged(str(e)) from None
-    if meta.get("version") != format_version(len(views)):
+    want = format_version(len(views), "transform" in meta)
+    if meta.get("version") != want:
+        held = " and a transform" if "transform" in meta else ""
         raise StoreDamaged(
-            f"{where}: {len(views)} view(s) in a version-{meta.get('version')} store "
-            f"(expected version {format_version(len(views))})"
+            f"{where}: {len(views)} view(s){held} in a version-{meta.get('version')} store (expected version {want})"
         )
     return views
 

@@ -35,6 +35,7 @@ from lift.store.format import (
     SHARD_DIR,
     StoreDamaged,
     check_header,
+    file_checksum,
     inside,
     key_hash,
     key_hashes,
@@ -42,7 +43,8 @@ from lift.store.format import (
     read_json,
     store_views,
 )
-from lift.store.verify import manifest_files, size_problems, verify_store
+from lift.store.transform import StoreTransform
+from lift.store.verify import manifest_files, size_problems, transform_problems, verify_store
 
 
 class KeyNotInStore(LiftError, KeyError):
@@ -145,6 +147,7 @@ class EmbeddingStore:
         self._rows_ints = _int_view(_map(root / INDEX_FILES[1], INDEX_ROW_DTYPE, (self._total,)))
         self._open: OrderedDict[int, _Shard] = OrderedDict()
         self._max_open = max_open_shards
+        self._transform: StoreTransform | None = None
 
     # ---- shape of the store -----------------------------------------------------------------------
 
@@ -166,6 +169,27 @@ class EmbeddingStore:
             SCALE_DTYPE.itemsize if self._codec.has_scale else 0
         )
         return self.num_views * per_view
+
+    @property
+    def transform(self) -> StoreTransform | None:
+        """The map from the text encoder's raw output to this store's vectors (`lift store transform`),
+        loaded on first use and checked against the manifest; None for an untransformed store."""
+        rec = self.manifest.get("transform")
+        if rec is None:
+            return None
+        if self._transform is None:
+            # checksummed on every load (unlike shards, it is small): a damaged map would silently change
+            # every text vector it is applied to
+            path = inside(self.path, rec["file"])
+            if path.is_file() and file_checksum(path) != rec["blake2b"]:
+                raise StoreDamaged(
+                    f"{path}: checksum mismatch (the file is corrupted); run `lift store verify`"
+                )
+            problems = transform_problems(self.path, self.manifest)
+            if problems:
+                raise StoreDamaged(f"{self.path}: {problems[0]}; run `lift store verify`")
+            self._transform = StoreTransform.load(path)
+        return self._transform
 
     def view_index(self, view: str | int) -> int:
         """The position of a view, given by name or index; a one-line LiftError naming the views otherwise."""
@@ -228,6 +252,24 @@ class EmbeddingStore:
         if not isinstance(row, (int, np.integer)) or not 0 <= row < sh.rows:
             raise LiftError(f"{self.path}: row {row!r} out of range for shard {shard} ({sh.rows} rows)")
         return self._decode(sh, row, self._view_or_all(None))
+
+    def read_rows(
+        self, shard: int, rows: Sequence[int] | np.ndarray, view: str | int | None = None
+    ) -> np.ndarray:
+        """float32 vectors of rows of one shard (ascending rows read fastest): (n, dim) in a one-view store
+        or of the given `view`, else (n, V, dim)."""
+        sh = self._shard(shard)
+        idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= sh.rows):
+            raise LiftError(f"{self.path}: rows out of range for shard {shard} ({sh.rows} rows)")
+        return self._decode(sh, idx, self._view_or_all(view))
+
+    def shard_key(self, shard: int, row: int) -> str:
+        """The key at (shard, row)."""
+        sh = self._shard(shard)
+        if not isinstance(row, (int, np.integer)) or not 0 <= row < sh.rows:
+            raise LiftError(f"{self.path}: row {row!r} out of range for shard {shard} ({sh.rows} rows)")
+        return sh.keys_range(int(row), int(row) + 1)[0]
 
     def _scan(self, i: int, h: int, encoded: bytes) -> tuple[_Shard, int] | None:
         """Index entries from position i on share the hash h; the stored key decides which is ours."""
@@ -339,9 +381,9 @@ class EmbeddingStore:
 
     def __repr__(self) -> str:
         views = f", views={self.views}" if self.num_views > 1 else ""
-        return (
-            f"EmbeddingStore({str(self.path)!r}, rows={len(self)}, dim={self.dim}, dtype={self.dtype}{views})"
-        )
+        rec = self.manifest.get("transform")
+        chain = f", transform={'+'.join(rec['identity']['chain']) or 'identity'}" if rec else ""
+        return f"EmbeddingStore({str(self.path)!r}, rows={len(self)}, dim={self.dim}, dtype={self.dtype}{views}{chain})"
 
 
 def _incomplete_message(root: Path) -> str:

@@ -1,5 +1,6 @@
 """Integrity checks of a finished store: file sizes (cheap, on every open) and the full pass
-(`lift store verify`): recount rows, recompute every checksum, and name the damaged shards."""
+(`lift store verify`): recount rows, recompute every checksum, and name the damaged shards (and a
+damaged transform)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from lift.store.format import (
     INDEX_ROW_DTYPE,
     KEY_HASH_DTYPE,
     OFFSET_DTYPE,
+    TRANSFORM_FILE,
     combined_checksum,
     file_checksum,
     inside,
@@ -22,6 +24,7 @@ from lift.store.format import (
     shard_file_sizes,
     store_views,
 )
+from lift.store.transform import StoreTransform
 
 
 def _shard_label(i: int, entry: Any) -> str:
@@ -53,7 +56,31 @@ def manifest_files(root: Path, manifest: dict[str, Any]) -> list[tuple[str, Path
             out.append(
                 (_shard_label(i, entry), inside(root, f"{entry['path']}.{ext}"), size, files[ext]["blake2b"])
             )
+    if "transform" in manifest:
+        rec = manifest["transform"]
+        if rec["file"] != TRANSFORM_FILE or not isinstance(rec["identity"]["chain"], list):
+            raise KeyError(f"transform record names {rec['file']!r}, expected {TRANSFORM_FILE!r}")
+        if not isinstance(rec["bytes"], int) or not isinstance(rec["blake2b"], str):
+            raise KeyError("transform record lacks its size or checksum")
+        out.append(("transform", inside(root, rec["file"]), rec["bytes"], rec["blake2b"]))
     return out
+
+
+def transform_problems(root: Path, manifest: dict[str, Any]) -> list[str]:
+    """A transformed store's transform must load, be the one the manifest records, and give its dim."""
+    rec = manifest.get("transform")
+    if rec is None:
+        return []
+    path = inside(root, rec["file"])
+    try:
+        t = StoreTransform.load(path)
+    except Exception as e:  # reported, not raised: verify lists every problem
+        return [f"transform: {e}"]
+    if t.identity != rec["identity"]:
+        return [f"transform: {path.name} is not the transform the manifest records (its identity differs)"]
+    if t.out_dim != manifest["dim"]:
+        return [f"transform: {path.name} gives {t.out_dim}-d vectors but the store holds {manifest['dim']}-d"]
+    return []
 
 
 def size_problems(root: Path, manifest: dict[str, Any]) -> list[str]:
@@ -97,6 +124,8 @@ def verify_store(root: Path, manifest: dict[str, Any], *, progress: bool = False
     header = {
         k: manifest[k] for k in ("format", "version", "identity", "dim", "dtype", "views") if k in manifest
     }
+    if "transform" in manifest:
+        header["transform"] = manifest["transform"]["identity"]
     problems += _json_problems(
         root / HEADER, {**header, "shard_names": [s["name"] for s in manifest["shards"]]}, "store header"
     )
@@ -106,6 +135,8 @@ def verify_store(root: Path, manifest: dict[str, Any], *, progress: bool = False
     ):
         if path.is_file() and path.stat().st_size == size and file_checksum(path) != digest:
             problems.append(f"{owner}: {path.name} checksum mismatch (the file is corrupted)")
+    if not any(p.startswith("transform:") for p in problems):  # a damaged file is reported once
+        problems += transform_problems(root, manifest)
     for i, entry in enumerate(manifest["shards"]):
         label, files = _shard_label(i, entry), entry["files"]
         if combined_checksum(files) != entry["checksum"]:

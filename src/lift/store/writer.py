@@ -4,6 +4,10 @@ Each shard's files are written to temp names, fsynced and renamed; its small sid
 sizes, checksums) is written last, so a shard counts as done exactly when its sidecar agrees with
 its files. Ranks write disjoint shards and never touch a shared file; one process calls
 `finalize()` once all shards exist, which builds the key index and writes the manifest.
+
+A transformed store (`transform=`, written by `lift store transform`) expects its transform file
+saved in the folder before the writer opens it; the header records the transform's identity (a
+resumed job must bring the same one) and the manifest the file's size and checksum.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from lift.store.format import (
     MANIFEST,
     OFFSET_DTYPE,
     SHARD_DIR,
+    TRANSFORM_FILE,
     check_header,
     check_views,
     combined_checksum,
@@ -40,6 +45,7 @@ from lift.store.format import (
     shard_prefix,
 )
 from lift.store.index import MAX_SORT_ROWS, HashingWriter, build_index
+from lift.store.transform import StoreTransform
 
 
 class ViewsDiffer(LiftError):
@@ -67,11 +73,20 @@ def _remove_temps(folder: Path, stem: str = "") -> None:
                 p.unlink()
 
 
+def _transform_words(identity: Any) -> str:
+    """A transform identity (or None) in a few words, for refusals."""
+    if identity is None:
+        return "no transform"
+    chain = identity.get("chain") if isinstance(identity, dict) else None
+    return f"transform {'+'.join(map(str, chain)) or 'identity'}" if isinstance(chain, list) else "transform"
+
+
 class StoreWriter:
     """Creates a store folder (or checks that an existing one matches) and writes its shards.
 
     `views`: the names of the vectors each key holds (one per caption field, say); `write_shard`
-    then takes (N, V, dim) embeddings ((N, dim) also for one view).
+    then takes (N, V, dim) embeddings ((N, dim) also for one view). `transform`: the map from the
+    encoder's raw output to these vectors, already saved as STORE/transform.safetensors.
     """
 
     def __init__(
@@ -85,6 +100,7 @@ class StoreWriter:
         sources: list[str] | None = None,
         extra: dict[str, Any] | None = None,
         views: list[str] | tuple[str, ...] = (DEFAULT_VIEW,),
+        transform: StoreTransform | None = None,
     ) -> None:
         self.root = Path(out_dir)
         self.codec = get_codec(dtype)
@@ -101,15 +117,22 @@ class StoreWriter:
         self.views = check_views(views, self.root)
         self.sources = list(_jsonable(sources or [], "sources"))
         self.extra = dict(_jsonable(extra or {}, "extra"))
+        if transform is not None and transform.out_dim != dim:
+            raise LiftError(
+                f"{self.root}: the transform gives {transform.out_dim}-d vectors, the store holds {dim}-d"
+            )
+        self.transform = transform
         self.header = {
             "format": FORMAT_NAME,
-            "version": format_version(len(self.views)),
+            "version": format_version(len(self.views), transform is not None),
             "identity": self.identity,
             "dim": dim,
             "dtype": dtype,
             "views": self.views,
             "shard_names": names,
         }
+        if transform is not None:
+            self.header["transform"] = transform.identity
         # the fields that name the views in every file; empty when resuming a store begun before views
         # existed, which is finished in its own (one-view, version 1) layout
         self._views_field: dict[str, Any] = {"views": self.views}
@@ -133,15 +156,35 @@ class StoreWriter:
         if HEADER in entries:
             self._check_matches(read_json(header_path, "store header"))
         else:
-            # another rank may be creating the same store right now: its temp header is no conflict
-            others = [e for e in entries if not e.startswith(f".{HEADER}.")]
+            # another rank may be creating the same store right now: its temp header is no conflict;
+            # a transformed store's transform is saved before its header
+            ours = (f".{HEADER}.", f".{TRANSFORM_FILE}.") if self.transform is not None else (f".{HEADER}.",)
+            others = [e for e in entries if not e.startswith(ours)]
+            if self.transform is not None and TRANSFORM_FILE in others:
+                others.remove(TRANSFORM_FILE)
+                self._check_transform_file()
             if others:
                 raise LiftError(
                     f"{self.root}: folder is not empty and is not a lift embedding store "
                     f"(found {', '.join(sorted(others)[:3])}); choose an empty or new folder"
                 )
+            if self.transform is not None:
+                self._check_transform_file()
             write_json(header_path, self.header)  # same content from every rank: last rename wins
         (self.root / SHARD_DIR).mkdir(exist_ok=True)
+
+    def _check_transform_file(self) -> None:
+        """The transform saved in the folder must be this job's."""
+        assert self.transform is not None
+        path = self.root / TRANSFORM_FILE
+        if not path.exists():
+            raise LiftError(f"{path}: the store's transform is missing; save it before writing the store")
+        saved = StoreTransform.load(path)
+        if saved != self.transform:
+            raise LiftError(
+                f"{path}: holds another {_transform_words(saved.identity)} than this job's "
+                f"{_transform_words(self.transform.identity)}; write to a new output folder"
+            )
 
     def _check_matches(self, found: dict[str, Any]) -> None:
         where = self.root / HEADER
@@ -167,6 +210,16 @@ class StoreWriter:
                 store_views=found.get("views"),
                 job_views=self.views,
             )
+        theirs_t, ours_t = found.get("transform"), self.header.get("transform")
+        if theirs_t != ours_t:
+            then, now = _transform_words(theirs_t), _transform_words(ours_t)
+            same = " (another fit)" if then == now else ""
+            raise LiftError(
+                f"{self.root}: the store holds {then} but this job writes {now}{same}; use a new output folder "
+                "or the store's settings"
+            )
+        if self.transform is not None:
+            self._check_transform_file()
         for key in ("dim", "dtype"):
             if found.get(key) != self.header[key]:
                 raise LiftError(
@@ -367,6 +420,15 @@ class StoreWriter:
             "sources": self.sources,
             "extra": self.extra,
         }
+        if self.transform is not None:
+            self._check_transform_file()
+            path = self.root / TRANSFORM_FILE
+            manifest["transform"] = {
+                "file": TRANSFORM_FILE,
+                "bytes": path.stat().st_size,
+                "blake2b": file_checksum(path),
+                "identity": self.transform.identity,
+            }
         manifest["manifest_checksum"] = manifest_checksum(manifest)
         _remove_temps(self.root)
         _remove_temps(self.root / SHARD_DIR)

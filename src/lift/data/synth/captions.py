@@ -14,6 +14,8 @@ from lift.data.synth.world import Obj, Scene
 
 ATTR_ORDER = ("size", "pattern", "colour")  # adjective order in a noun phrase
 COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
+PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles", "star": "stars",
+          "hexagon": "hexagons", "cross": "crosses"}  # fmt: skip
 REL_PHRASE = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
 PATTERN_NOUN = {"solid": "a solid fill", "striped": "stripes", "dotted": "dots"}
 

@@ -1,11 +1,13 @@
-"""Build the whole world on disk: train shards and the three test splits, resumably and in parallel.
+"""Build the whole world on disk: train shards and the test splits, resumably and in parallel.
 
 Every scene draws from its own generator seeded by (seed, split, index), so the output does not
-depend on the number of workers or on which shards a previous, killed run already finished.
+depend on the number of workers or on which shards a previous, killed run already finished, and a
+split added later (winoground, mmvp, long-retrieval) leaves every other split's bytes as they were.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import multiprocessing
@@ -21,6 +23,7 @@ from tqdm import tqdm
 from lift.atomic import write_json
 from lift.config import config_from_dict, config_to_dict
 from lift.data.synth.captions import long_caption, retrieval_captions, short_caption
+from lift.data.synth.minimal_pairs import MMVP_PATTERNS, WINOGROUND_KINDS, mmvp_pair, winoground_example
 from lift.data.synth.render import IMAGE_FORMATS, encode, render
 from lift.data.synth.sugarcrepe import KINDS, make_item, mentioned_pairs
 from lift.data.synth.world import (
@@ -39,15 +42,18 @@ from lift.data.synth.world import (
 from lift.data.synth.writer import (
     SplitFolder,
     train_shard_done,
+    write_long_retrieval,
+    write_mmvp,
     write_retrieval,
     write_sugarcrepe,
     write_train_shard,
+    write_winoground,
     write_zeroshot,
 )
 from lift.errors import LiftError
 from lift.outputs import check_output_folder, check_replaceable, read_marker, write_marker
 
-TEST_SPLITS = ("sugarcrepe", "zeroshot", "retrieval")
+TEST_SPLITS = ("sugarcrepe", "zeroshot", "retrieval", "winoground", "mmvp", "long-retrieval")
 HELDOUT_RATE = 0.3  # share of test scenes that are made to contain a held-out pair
 CHUNK = 64  # test scenes per worker job
 VERSION = 1  # bump when the same config would draw a different world
@@ -170,10 +176,65 @@ def retrieval_record(cfg: SynthConfig, index: int) -> dict:
     }
 
 
+def _pair_scene(cfg: SynthConfig) -> Callable[[random.Random], Scene]:
+    return lambda rng: _test_scene(rng, cfg, rng.choice((2, 3)))
+
+
+def winoground_record(cfg: SynthConfig, index: int) -> dict:
+    """Two scenes and two captions with the same words (None when no checked pair was found)."""
+    rng = scene_rng(cfg.seed, "winoground", index)
+    tag = tuple(WINOGROUND_KINDS)[index % len(WINOGROUND_KINDS)]  # balanced
+    made = winoground_example(tag, rng, _pair_scene(cfg))
+    if made is None:
+        return {"captions": None}
+    (s0, c0, s1, c1), secondary = made
+    return {
+        "tag": tag,
+        "secondary_tag": secondary,
+        "captions": [c0, c1],
+        "images": [_image(s0, cfg), _image(s1, cfg)],
+        "scenes": [s0.to_dict(), s1.to_dict()],
+        "heldout": _involves_heldout(s0, cfg, c0, c1) or _involves_heldout(s1, cfg),
+    }
+
+
+def mmvp_record(cfg: SynthConfig, index: int) -> dict:
+    """Two scenes differing in one visual pattern, a statement true of each (None when none was found)."""
+    rng = scene_rng(cfg.seed, "mmvp", index)
+    pattern = MMVP_PATTERNS[index % len(MMVP_PATTERNS)]  # balanced
+    made = mmvp_pair(pattern, rng, _pair_scene(cfg))
+    if made is None:
+        return {"pattern": pattern, "statements": None}
+    s0, c0, s1, c1 = made
+    return {
+        "pattern": pattern,
+        "statements": [c0, c1],
+        "images": [_image(s0, cfg), _image(s1, cfg)],
+        "scenes": [s0.to_dict(), s1.to_dict()],
+    }
+
+
+def long_retrieval_record(cfg: SynthConfig, index: int) -> dict:
+    """One scene and its long (Recap-style) description, the image's only caption."""
+    rng = scene_rng(cfg.seed, "long-retrieval", index)
+    scene = _test_scene(rng, cfg, rng.choice((2, 3)))  # 1-object descriptions would repeat
+    caption = long_caption(scene, rng)
+    return {
+        "stem": f"{index:06d}",
+        "image": _image(scene, cfg),
+        "scene": scene.to_dict(),
+        "caption": caption,
+        "heldout": _involves_heldout(scene, cfg, caption),
+    }
+
+
 RECORD_MAKERS: dict[str, Callable[[SynthConfig, int], dict]] = {
     "sugarcrepe": sugarcrepe_record,
     "zeroshot": zeroshot_record,
     "retrieval": retrieval_record,
+    "winoground": winoground_record,
+    "mmvp": mmvp_record,
+    "long-retrieval": long_retrieval_record,
 }
 
 
@@ -249,6 +310,23 @@ def _split_counts(out: Path, cfg: SynthConfig, name: str) -> dict:
     if name == "zeroshot":
         held = _read(folder / "heldout.json")["classes"]
         return {"images": cfg.zeroshot_size, "classes": len(zeroshot_classes()), "heldout_classes": held}
+    if name == "winoground":
+        examples = [json.loads(line) for line in (folder / "examples.jsonl").read_text().splitlines()]
+        tags = [e["tag"] for e in examples]
+        return {
+            "examples": len(examples),
+            "tags": {t: tags.count(t) for t in WINOGROUND_KINDS},
+            "heldout_examples": len(_read(folder / "heldout.json")["ids"]),
+        }
+    if name == "mmvp":
+        with open(folder / "Questions.csv", newline="") as f:
+            patterns = [row["Type"] for row in csv.DictReader(f)]
+        return {"pairs": len(patterns) // 2, "patterns": {p: patterns.count(p) // 2 for p in MMVP_PATTERNS}}
+    if name == "long-retrieval":
+        return {
+            "images": len(list((folder / "caption").iterdir())),
+            "heldout_images": len(_read(folder / "heldout.json")["images"]),
+        }
     captions = _read(folder / "captions.json")
     return {
         "images": len(captions["images"]),
@@ -282,6 +360,9 @@ SPLIT_WRITERS: dict[str, Callable[[SplitFolder, list[dict], SynthConfig], None]]
         split, records, zeroshot_classes(), cfg.heldout_names
     ),
     "retrieval": lambda split, records, cfg: write_retrieval(split, records),
+    "winoground": lambda split, records, cfg: write_winoground(split, records, cfg.image_format),
+    "mmvp": lambda split, records, cfg: write_mmvp(split, records, MMVP_PATTERNS, cfg.image_format),
+    "long-retrieval": lambda split, records, cfg: write_long_retrieval(split, records, cfg.image_format),
 }
 
 

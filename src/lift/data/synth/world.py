@@ -141,6 +141,15 @@ def _apart(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return a[2] + MARGIN <= b[0] or b[2] + MARGIN <= a[0] or a[3] + MARGIN <= b[1] or b[3] + MARGIN <= a[1]
 
 
+def fits(objs: list[Obj]) -> bool:
+    """The placement rules of `sample_scene`: inside the border, every pair apart by the margin, pairs
+    distinct. For scenes made by editing another (swapped sizes or positions, a new colour)."""
+    lo, hi = BORDER - 1e-9, 1 - BORDER + 1e-9  # boxes are rounded to 4 decimals
+    inside = all(lo <= v <= hi for o in objs for v in o.bbox)
+    apart = all(_apart(a.bbox, b.bbox) for a, b in itertools.combinations(objs, 2))
+    return inside and apart and len({o.pair for o in objs}) == len(objs)
+
+
 def parse_holdout(spec: str | list[str] | None) -> list[Pair]:
     """`"purple star,orange triangle"` -> [("purple", "star"), ("orange", "triangle")], validated."""
     if spec is None:

@@ -1,4 +1,5 @@
-"""The real on-disk formats: img2dataset shards + parquet, SugarCrepe JSON, ImageFolder, COCO captions.
+"""The real on-disk formats: img2dataset shards + parquet, SugarCrepe JSON, ImageFolder, COCO captions,
+Winoground's examples.jsonl, MMVP-VLM's Questions.csv and Urban1k's image/ + caption/ folders.
 
 Everything written here is byte-reproducible: tar headers carry no time or owner, parquet rows
 come in a fixed order, and JSON keys in insertion order.
@@ -6,6 +7,7 @@ come in a fixed order, and JSON keys in insertion order.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -160,4 +162,75 @@ def write_retrieval(split: SplitFolder, records: list[dict]) -> None:
             heldout.append(image_id)
     split.write("captions.json", json_bytes({"images": images, "annotations": annotations}))
     split.write("heldout.json", json_bytes({"image_ids": heldout}))
+    split.write("scenes.json", json_bytes(scenes))
+
+
+def write_winoground(split: SplitFolder, records: list[dict], image_format: str) -> None:
+    """Winoground's release: `examples.jsonl` (its nine fields) over `images/ex_<id>_img_<0|1>.<fmt>`
+    (named without the extension, as the release does), plus held-out example ids and scene graphs."""
+    examples, scenes, heldout = [], {}, []
+    for r in records:
+        if r["captions"] is None:
+            continue
+        ex_id = len(examples)
+        names = [f"ex_{ex_id}_img_{k}" for k in (0, 1)]
+        for name, image, scene in zip(names, r["images"], r["scenes"]):
+            split.write(f"images/{name}.{image_format}", image)
+            scenes[name] = scene
+        examples.append(
+            {
+                "id": ex_id,
+                "image_0": names[0],
+                "image_1": names[1],
+                "caption_0": r["captions"][0],
+                "caption_1": r["captions"][1],
+                "tag": r["tag"],
+                "secondary_tag": r["secondary_tag"],
+                "num_main_preds": 1,  # one relation per caption
+                "collapsed_tag": r["tag"],
+            }
+        )
+        if r["heldout"]:
+            heldout.append(ex_id)
+    split.write("examples.jsonl", "".join(json.dumps(e) + "\n" for e in examples).encode())
+    split.write("heldout.json", json_bytes({"ids": heldout}))
+    split.write("scenes.json", json_bytes(scenes))
+
+
+def write_mmvp(split: SplitFolder, records: list[dict], patterns: tuple[str, ...], image_format: str) -> None:
+    """MMVP-VLM's release: `Questions.csv` (Question ID, Type, Statement; a pair is ids 2k-1, 2k, each
+    pattern's pairs contiguous as the official script expects) over `MLLM_VLM Images/<Type>/<id>.<fmt>`."""
+    kept = [r for r in records if r["statements"] is not None]
+    kept.sort(key=lambda r: patterns.index(r["pattern"]))  # stable: index order within a pattern
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["Question ID", "Type", "Statement"])
+    scenes = {}
+    qid = 0
+    for r in kept:
+        for statement, image, scene in zip(r["statements"], r["images"], r["scenes"]):
+            qid += 1
+            split.write(f"MLLM_VLM Images/{r['pattern']}/{qid}.{image_format}", image)
+            writer.writerow([qid, r["pattern"], statement])
+            scenes[str(qid)] = scene
+    split.write("Questions.csv", buf.getvalue().encode())
+    split.write("scenes.json", json_bytes(scenes))
+
+
+def write_long_retrieval(split: SplitFolder, records: list[dict], image_format: str) -> None:
+    """Urban1k's layout: `image/<stem>.<fmt>` and `caption/<stem>.txt` (the long description, the
+    image's only caption); a description equal to an earlier image's is left out (retrieval needs
+    distinct captions)."""
+    seen: set[str] = set()
+    scenes, heldout = {}, []
+    for r in records:
+        if r["caption"] in seen:
+            continue
+        seen.add(r["caption"])
+        split.write(f"image/{r['stem']}.{image_format}", r["image"])
+        split.write(f"caption/{r['stem']}.txt", r["caption"].encode())
+        scenes[r["stem"]] = r["scene"]
+        if r["heldout"]:
+            heldout.append(r["stem"])
+    split.write("heldout.json", json_bytes({"images": heldout}))
     split.write("scenes.json", json_bytes(scenes))
