@@ -45,3 +45,18 @@ def test_the_demos_own_seed_and_unknown_variants_are_refused(tmp_path, capsys):
     with pytest.raises(LiftError, match="unknown variant"):
         run_variants(VariantsConfig(out=str(tmp_path), seeds=[1], variants=["lift-huge"]))
     assert main(["--out", str(tmp_path), "--seeds", "0"]) == 2 and "seed 0" in capsys.readouterr().err
+
+
+def test_the_transforms_set_trains_on_cut_down_stores_and_probes_them(tmp_path, monkeypatch):
+    profile = pipeline.DemoProfile(train_size=64, test_size=6, batch_size=16, epochs=1.0)
+    monkeypatch.setitem(pipeline.PROFILES, "tiny64", profile)
+    names = ["lift-short", "lift-short-int8", "lift-short-pca48", "lift-short-trunc48", "lift-short-center"]
+    summary = run_variants(VariantsConfig(out=str(tmp_path), profile="tiny64", seeds=[3], variants=names,
+                                          set="transforms", device="cpu"))  # fmt: skip
+    rows = summary["variants"]
+    assert rows["lift-short"]["mean"]["bytes_per_row"] > rows["lift-short-pca48"]["mean"]["bytes_per_row"]
+    assert rows["lift-short-int8"]["mean"]["bytes_per_row"] < rows["lift-short"]["mean"]["bytes_per_row"]
+    assert all(0 <= v["mean"]["probe_close_pct"] <= 100 for v in rows.values())
+    config = ckpt.load_config(ckpt.resolve_checkpoint(tmp_path / "seed-3" / "runs" / "lift-short-pca48"))
+    assert config["store_dim"] == 48 and config["text_transform"]["chain"] == ["pca 48"]
+    assert "bytes per row" in (tmp_path / "transforms.md").read_text()

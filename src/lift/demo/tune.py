@@ -32,13 +32,12 @@ from lift.demo.pipeline import (
     PROFILES,
     REGIMES,
     MethodSettings,
-    embed_store,
     evaluate_run,
     resolve_device,
     synth_world,
     train_spec,
 )
-from lift.demo.variants import BY_NAME, STORES, Variant
+from lift.demo.variants import BY_NAME, Variant, make_store
 from lift.errors import LiftError
 
 
@@ -112,7 +111,7 @@ def tune(cfg: TuneConfig) -> dict[str, Any]:
         out = root / f"seed-{seed}"
         synth_world(out, profile, seed)
         for store in sorted({v.store for v in runs if v.store}):
-            embed_store(out, store, device, **STORES[store])
+            make_store(out, store, device)
         for v in runs:
             for settings in grids[v.name]:
                 name = point_name(v.name, settings)

@@ -2,6 +2,7 @@
 demo's world, tower and budget, on seeds the demo never reports:
 
     python -m lift.demo.variants --out demo-variants --seeds 1 2
+    python -m lift.demo.variants --set transforms --out demo-transforms --seeds 1 2
 
 - views: LIFT trained on the short captions, the long ones, one of the two drawn per sample and epoch
   (`--captions random`, ShareLock) or both at once with a multi-positive loss (`--captions all`,
@@ -12,7 +13,15 @@ demo's world, tower and budget, on seeds the demo never reports:
   twice the budget, and from the paper-LIFT run on store A (`--init-from`) at the same budget.
 
 Each variant takes the tuned settings of the paper run it extends (`tuned_settings()`); every run and
-evaluation resumes. Writes OUT/variants.json and OUT/variants.md (the tables of docs/variants.md).
+evaluation resumes. Writes OUT/variants.json and OUT/variants.md, or with `--set transforms`
+OUT/transforms.json and OUT/transforms.md (the tables of docs/variants.md and docs/store-transforms.md).
+Both sets may share one OUT: its worlds, stores and runs are reused.
+
+The `transforms` set trains the paper's LIFT (short captions) against the same store cut down by
+`lift store transform`: int8, PCA and Matryoshka-style truncation to 1/2, 1/4 and 1/8 of the dimension,
+centred and whitened; beside each, the store's bytes per row and what its frozen targets can teach
+(`lift.probe`: the share of each SugarCrepe-style task's positive/negative pairs whose targets are
+closer than cosine 0.99, and their mean cosine).
 """
 
 from __future__ import annotations
@@ -36,7 +45,26 @@ STORES: dict[str, dict[str, Any]] = {
     "long": {"caption_field": "re_caption"},
     "both": {"caption_field": "org_caption,re_caption"},
     "short-cls": {"caption_field": "org_caption", "pooling": "cls"},  # store B: another encoder configuration
+    # made by `lift store transform` from another store
+    "short-int8": {"from": "short", "dtype": "int8"},
+    **{f"short-pca{k}": {"from": "short", "pca": k} for k in (192, 96, 48)},
+    **{f"short-trunc{k}": {"from": "short", "truncate": k} for k in (192, 96, 48)},
+    "short-center": {"from": "short", "center": True},
+    "short-whiten": {"from": "short", "whiten": True},
 }
+
+
+def make_store(out: Path, name: str, device: str) -> Path:
+    """OUT/stores/NAME as STORES describes it (its source store first)."""
+    spec = dict(STORES[name])
+    if "from" not in spec:
+        return embed_store(out, name, device, **spec)
+    from lift.store.transform_job import transform_store
+
+    source = make_store(out, spec.pop("from"), device)
+    target = out / "stores" / name
+    transform_store(store=str(source), out=str(target), progress=False, **spec)
+    return target
 
 
 @dataclass(frozen=True)
@@ -114,7 +142,24 @@ VARIANTS: list[Variant] = [
         init_from="lift-short",
     ),  # fmt: skip
 ]
-BY_NAME = {v.name: v for v in VARIANTS}
+TRANSFORM_VARIANTS: list[Variant] = [
+    Variant("lift-short", "lift", "lift-short", "float16, 384-d (the store as embedded)", store="short"),
+    Variant("lift-short-int8", "lift", "lift-short", "int8, 384-d", store="short-int8"),
+    *[
+        Variant(f"lift-short-pca{k}", "lift", "lift-short", f"PCA to {k}-d, float16", store=f"short-pca{k}")
+        for k in (192, 96, 48)
+    ],
+    *[
+        Variant(
+            f"lift-short-trunc{k}", "lift", "lift-short", f"first {k} dims, float16", store=f"short-trunc{k}"
+        )
+        for k in (192, 96, 48)
+    ],
+    Variant("lift-short-center", "lift", "lift-short", "centred, 384-d", store="short-center"),
+    Variant("lift-short-whiten", "lift", "lift-short", "ZCA-whitened, 384-d", store="short-whiten"),
+]
+SETS = {"methods": VARIANTS, "transforms": TRANSFORM_VARIANTS}
+BY_NAME = {v.name: v for v in VARIANTS + TRANSFORM_VARIANTS}
 METRICS = ("sugarcrepe", "zeroshot", "retrieval")
 
 
@@ -123,7 +168,8 @@ class VariantsConfig:
     out: str = "demo-variants"
     profile: str = "default"
     seeds: list[int] = field(default_factory=lambda: [1, 2])
-    variants: list[str] = field(default_factory=lambda: [v.name for v in VARIANTS])
+    variants: list[str] = field(default_factory=list)  # names; empty: every variant of `set`
+    set: str = "methods"  # methods | transforms
     device: str = "auto"
 
 
@@ -163,39 +209,69 @@ def run_variants(cfg: VariantsConfig) -> dict[str, Any]:
     profile, device, settings = PROFILES[cfg.profile], resolve_device(cfg.device), tuned_settings()
     root = Path(cfg.out)
     root.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, root / "variants-config.json")
-    variants = _needed(cfg.variants)
+    name = "variants" if cfg.set == "methods" else cfg.set
+    save_config(cfg, root / f"{name}-config.json")
+    if cfg.set not in SETS:
+        raise LiftError(f"unknown variant set {cfg.set!r}; known: {', '.join(SETS)}")
+    variants = _needed(cfg.variants or [v.name for v in SETS[cfg.set]])
     results: dict[str, dict[int, dict[str, float]]] = {}
     for seed in cfg.seeds:
         out = root / f"seed-{seed}"
         synth_world(out, profile, seed)
         for store in sorted({v.store for v in variants if v.store}):
-            embed_store(out, store, device, **STORES[store])
+            make_store(out, store, device)
         for v in variants:
             print(f"[lift variants] seed {seed}: {v.name}", file=sys.stderr, flush=True)
             train_spec(out, profile, seed, name=v.name, method=v.method, settings=settings[v.settings],
                        captions=v.captions, options=v.options(out), budget=v.budget,
                        init_from=str(out / "runs" / v.init_from) if v.init_from else None)  # fmt: skip
             results.setdefault(v.name, {})[seed] = metrics_of(evaluate_run(out, v.name, device))
+            if cfg.set == "transforms" and v.store:
+                results[v.name][seed].update(store_figures(out, v.store, device))
     summary = {"config": config_to_dict(cfg), "profile": config_to_dict(profile), "variants": {
         v.name: {"recipe": v.recipe, "settings": config_to_dict(settings[v.settings]), "per_seed": results[v.name],
-                 "mean": {m: statistics.fmean(r[m] for r in results[v.name].values()) for m in METRICS}}
+                 "mean": {m: statistics.fmean(r[m] for r in results[v.name].values()) for m in results[v.name][cfg.seeds[0]]}}
         for v in variants
     }}  # fmt: skip
-    write_json(root / "variants.json", summary)
-    with atomic_write(root / "variants.md", "w") as f:
+    write_json(root / f"{name}.json", summary)
+    with atomic_write(root / f"{name}.md", "w") as f:
         f.write(variants_markdown(summary))
     return summary
 
 
+def store_figures(out: Path, store: str, device: str) -> dict[str, float]:
+    """A store's bytes per row and its frozen targets' separation of the SugarCrepe-style pairs: the share
+    (%) of pairs whose positive and negative targets are closer than cosine 0.99 (`lift.probe`),
+    averaged over the seven tasks, and their mean cosine. Cached as JSON beside the runs' evaluations."""
+    from lift.probe import probe_sugarcrepe, store_subject
+
+    path = out / "evals" / f"store-{store}.json"
+    if not path.exists():
+        subject = store_subject(out / "stores" / store, device=device)
+        tasks = probe_sugarcrepe(subject.embed, out / "world" / "sugarcrepe")
+        write_json(path, {
+            "bytes_per_row": float(subject.store.bytes_per_row),
+            "probe_close_pct": 100 * statistics.fmean(t["above"] for t in tasks.values()),
+            "probe_mean_cos": statistics.fmean(t["mean"] for t in tasks.values()),
+        })  # fmt: skip
+    return json.loads(path.read_text())
+
+
+EXTRA = {"bytes_per_row": "bytes per row", "probe_close_pct": "pairs closer than 0.99 (%)",
+         "probe_mean_cos": "mean cos(pos, neg)"}  # fmt: skip
+
+
 def variants_markdown(summary: dict[str, Any]) -> str:
     seeds = summary["config"]["seeds"]
-    head = "| variant | recipe | SugarCrepe-style mean | zero-shot top-1 | retrieval R@1 |"
+    extra = [m for m in EXTRA if m in next(iter(summary["variants"].values()))["mean"]]
+    head = "| variant | recipe | SugarCrepe-style mean | zero-shot top-1 | retrieval R@1 |" + "".join(
+        f" {EXTRA[m]} |" for m in extra
+    )
     lines = [f"Mean over seeds {', '.join(map(str, seeds))} (per seed in brackets), in %.", "", head,
-             "|---|---|---|---|---|"]  # fmt: skip
+             "|---|---|---|---|---|" + "---|" * len(extra)]  # fmt: skip
     for name, v in summary["variants"].items():
         cells = []
-        for m in METRICS:
+        for m in (*METRICS, *extra):
             per = ", ".join(f"{v['per_seed'][s][m]:.1f}" for s in seeds if s in v["per_seed"])
             cells.append(f"{v['mean'][m]:.1f} ({per})")
         lines.append(f"| {name} | {v['recipe']} | " + " | ".join(cells) + " |")
@@ -209,7 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=d.out, help="folder (default: %(default)s); every run resumes")
     p.add_argument("--profile", default=d.profile, choices=sorted(PROFILES), help="demo profile (budget)")
     p.add_argument("--seeds", type=int, nargs="+", default=d.seeds, help="worlds (not 0, the demo's own)")
-    p.add_argument("--variants", nargs="+", default=d.variants, choices=list(BY_NAME), help="which ones")
+    p.add_argument(
+        "--set", default=d.set, choices=list(SETS), help="which measurement (default: %(default)s)"
+    )
+    p.add_argument("--variants", nargs="+", default=d.variants, choices=list(BY_NAME),
+                   help="which ones (default: every variant of --set)")  # fmt: skip
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda")
     try:
         summary = run_variants(VariantsConfig(**vars(p.parse_args(argv))))
