@@ -21,6 +21,11 @@ def test_bench_data_smoke_prints_one_json_object_last(capsys) -> None:
     assert result["remote_requests_exact"] == 32
     assert result["remote_requests_stream"] < 16
     assert "range request per image" in result["exact_method"]
+    # the decode pipeline against open_clip's, merged into the same JSON object
+    assert result["ours_img_per_s"] > 0 and result["open_clip_img_per_s"] > 0
+    assert result["speedup"] == pytest.approx(
+        result["ours_img_per_s"] / result["open_clip_img_per_s"], rel=0.01
+    )
 
 
 def test_bench_data_refuses_a_negative_latency(capsys) -> None:

@@ -15,7 +15,7 @@ from PIL import Image
 from torchvision.transforms import Normalize
 
 from lift.bench.data_realistic import jpeg_bytes, natural_image
-from lift.data import decode
+from lift.data import decode, imagetext
 from lift.data.images import load_rgb
 from lift.data.imagetext import train_transform
 from lift.errors import LiftError
@@ -209,7 +209,7 @@ def test_a_bad_image_is_an_error_record_not_a_dead_worker(photos, damage):
     assert set(record) == {"key", "error"} and record["error"].startswith("sample 'k1': corrupt image: ")
     # through a DataLoader worker: the batch carries the error beside the good image, the worker lives on
     files = Files(decoder, [("k0", photos["png"]), ("k1", data), ("k2", photos["jpeg"])])
-    loader = torch.utils.data.DataLoader(files, batch_size=3, collate_fn=decode.collate, num_workers=1)
+    loader = torch.utils.data.DataLoader(files, batch_size=3, collate_fn=imagetext.collate, num_workers=1)
     (batch,) = list(loader)
     assert batch["keys"] == ["k0", "k2"] and len(batch["errors"]) == 1 and "'k1'" in batch["errors"][0]
     assert batch["images"].dtype == torch.uint8 and batch["images"].shape == (2, 3, 32, 32)
@@ -260,7 +260,7 @@ def test_gpu_decode_path_on_cpu_decodes_jpegs_late_and_the_rest_in_the_worker(ph
     items = [decode.decode_record(nv, d, key=f"k{i}", seed=s) for i, (d, s) in enumerate(zip(inputs, SEEDS))]
     kinds = [type(it["image"]).__name__ for it in items]
     assert kinds == ["EncodedJpeg", "Tensor", "Tensor", "EncodedJpeg", "EncodedJpeg"]
-    batch = decode.collate(items)
+    batch = imagetext.collate(items)
     assert isinstance(batch["images"], list)
     out = decode.images_to_device(batch["images"], device="cpu", image_size=size)
     assert (

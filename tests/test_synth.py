@@ -599,3 +599,40 @@ def test_lift_eval_reads_the_new_splits(world):
     long = run_evaluator("long-retrieval", StandIn(), cfg, ctx=ctx)
     assert long.counts["images"] == long.counts["texts"] == {"n": SMALL["test_size"], "skipped": 0}
     assert long.counts["heldout/images"]["n"] > 0
+
+
+def test_realistic_shards_are_laid_out_as_img2dataset_writes_them(tmp_path, capsys):
+    from PIL import Image
+
+    from lift.cli import main
+    from lift.data.index import index_data
+
+    args = ["--realistic", "--train-size", "12", "--test-size", "4", "--shard-size", "6", "--no-progress"]
+    for name in ("a", "b"):
+        assert main(["synth", str(tmp_path / name), *args]) == 0
+    capsys.readouterr()
+    train = tmp_path / "a" / "train"
+    assert sorted(p.name for p in train.iterdir()) == [
+        "00000.parquet", "00000.tar", "00000_stats.json", "00001.parquet", "00001.tar", "00001_stats.json"
+    ]  # fmt: skip
+    with tarfile.open(train / "00000.tar") as tar:
+        names = tar.getnames()
+        meta = json.loads(tar.extractfile(names[2]).read())
+        image = Image.open(io.BytesIO(tar.extractfile(names[0]).read()))
+    assert names[0].endswith(".jpg") and image.format == "JPEG" and image.size == (384, 384)
+    assert {
+        "url",
+        "caption",
+        "key",
+        "status",
+        "width",
+        "height",
+        "sha256",
+        "org_caption",
+        "re_caption",
+    } <= set(meta)
+    assert meta["status"] == "success" and meta["width"] == 384
+    assert json.loads((train / "00000_stats.json").read_text())["successes"] == 6
+    same = [(p.name, p.read_bytes()) for p in sorted(train.iterdir())]
+    assert same == [(p.name, p.read_bytes()) for p in sorted((tmp_path / "b" / "train").iterdir())]
+    assert len(index_data(str(train)).samples) == 12 and index_data(str(train)).unused_note() is None

@@ -34,7 +34,7 @@ import torch
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 from lift.bench.data_realistic import write_realistic_shards
-from lift.data import decode
+from lift.data import decode, imagetext
 from lift.data.imagetext import GlobalBatchSampler, build_index, read_member, sample_seed, train_transform
 from lift.errors import LiftError
 
@@ -132,7 +132,7 @@ def ours(paths: list[str], *, workers: int, image_size: int, batch_size: int, st
     def run(warmup: int) -> dict[str, Any]:
         sampler = GlobalBatchSampler(len(samples), batch_size, seed=seed, total_steps=warmup + steps)
         loader = torch.utils.data.DataLoader(
-            dataset, batch_sampler=sampler, collate_fn=decode.collate,
+            dataset, batch_sampler=sampler, collate_fn=imagetext.collate,
             **decode.loader_settings(workers=workers, device=device),
         )  # fmt: skip
         return _timed(loader, consume, warmup=warmup, count=steps, device=device)

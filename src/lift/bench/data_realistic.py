@@ -19,7 +19,6 @@ shard_size=...)`.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import time
@@ -32,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from lift.data.img2dataset import sample_meta, shard_stats
 from lift.data.synth.writer import tar_bytes, write_atomic
 
 COLOURS = ("red", "green", "blue", "yellow", "grey", "brown", "purple", "orange")
@@ -73,20 +73,8 @@ class Record:
 
 def meta(record: Record, key: str) -> dict:
     """The .json (and parquet row) img2dataset writes for a successful download."""
-    return {
-        "url": record.url,
-        "caption": record.caption,
-        "key": key,
-        "status": "success",
-        "error_message": None,
-        "width": record.width,
-        "height": record.height,
-        "original_width": record.width,
-        "original_height": record.height,
-        "exif": None,
-        "sha256": hashlib.sha256(record.image).hexdigest(),
-        **record.extra,
-    }
+    return sample_meta(key=key, url=record.url, caption=record.caption, width=record.width, height=record.height,
+                       image=record.image, **record.extra)  # fmt: skip
 
 
 def sample_key(shard: int, index: int, shard_size: int) -> str:
@@ -109,12 +97,7 @@ def write_shard(folder: str | Path, shard: int, records: list[Record], *, shard_
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(rows), buf)
     write_atomic(folder / f"{shard:05d}.parquet", buf.getvalue())
-    end = time.time()
-    stats = {
-        "count": len(records), "successes": len(records), "failed_to_download": 0, "failed_to_resize": 0,
-        "duration": end - start, "start_time": start, "end_time": end, "status_dict": {"success": len(records)},
-    }  # fmt: skip
-    write_atomic(folder / f"{shard:05d}_stats.json", (json.dumps(stats, indent=4) + "\n").encode())
+    write_atomic(folder / f"{shard:05d}_stats.json", shard_stats(len(records), start=start, end=time.time()))
     return [row["key"] for row in rows]
 
 

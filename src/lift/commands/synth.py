@@ -27,6 +27,7 @@ Examples:
   lift synth data/world
   lift synth data/world224 --image-size 224 --train-size 100000 --workers 8
   lift synth data/tiny --train-size 200 --test-size 50 --holdout "purple star,orange triangle"
+  lift synth data/real --realistic --train-size 20000     # JPEG shards as img2dataset writes them
 """
 
 from __future__ import annotations
@@ -40,12 +41,16 @@ from lift.data.synth.render import IMAGE_FORMATS
 NAME = "synth"
 HELP = "generate the compositional world: train shards and six benchmark-format test splits"
 ORDER = 5
+REALISTIC_SIZE = 384  # the middle of img2dataset's usual 256-512 px
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = SynthConfig()
     parser.add_argument("out", help="output folder")
-    parser.add_argument("--image-size", type=int, default=d.image_size, help="pixels per side, 16..224")
+    parser.add_argument(
+        "--image-size", type=int, default=None,
+        help=f"pixels per side, 16..224 (default {d.image_size}; --realistic: up to 512, default {REALISTIC_SIZE})",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=d.seed, help="same seed -> byte-identical output")
     parser.add_argument("--train-size", type=int, default=d.train_size, help="training scenes")
     parser.add_argument("--test-size", type=int, default=d.test_size, help="scenes per test split")
@@ -55,21 +60,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=",".join(d.holdout),
         help="comma-separated 'colour shape' pairs kept out of train (default: %(default)s; '' for none)",
     )
-    parser.add_argument("--image-format", choices=IMAGE_FORMATS, default=d.image_format)
+    parser.add_argument("--image-format", choices=IMAGE_FORMATS, default=None,
+                        help=f"default {d.image_format}; jpg with --realistic")  # fmt: skip
+    parser.add_argument(
+        "--realistic", action="store_true",
+        help="train shards as img2dataset writes real data: JPEG (384 px unless --image-size), its .json "
+        "fields (url, caption, width, height, status, key, sha256 ...) and NNNNN_stats.json",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, default=1, help="processes (output does not depend on it)")
     parser.add_argument("--force", action="store_true", help="delete previous output and redo everything")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    d = SynthConfig()
     cfg = SynthConfig(
         seed=args.seed,
-        image_size=args.image_size,
+        image_size=args.image_size or (REALISTIC_SIZE if args.realistic else d.image_size),
         train_size=args.train_size,
         test_size=args.test_size,
         shard_size=args.shard_size,
         holdout=[p.strip() for p in args.holdout.split(",") if p.strip()],
-        image_format=args.image_format,
+        image_format=args.image_format or ("jpg" if args.realistic else d.image_format),
+        realistic=args.realistic,
     )
     start = time.perf_counter()
     world = generate_world(

@@ -199,18 +199,6 @@ def stack_images(images: list[torch.Tensor | EncodedJpeg]) -> torch.Tensor | lis
     return list(images)
 
 
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """`decode_record` items -> {"keys", "errors", "images"} (images only when some are good)."""
-    good = [it for it in items if "error" not in it]
-    batch: dict[str, Any] = {
-        "keys": [it["key"] for it in good],
-        "errors": [it["error"] for it in items if "error" in it],
-    }
-    if good:
-        batch["images"] = stack_images([it["image"] for it in good])
-    return batch
-
-
 @dataclass
 class DeviceImages:
     """A batch on the device: `images` uint8 [B', 3, S, S], the batch positions they hold (`kept`) and one

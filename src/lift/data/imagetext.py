@@ -127,8 +127,9 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     }
     if good:
         batch["images"] = stack_images([it["image"] for it in good])
-        texts = [it["text"] for it in good]
-        batch["texts"] = torch.from_numpy(np.stack(texts)) if isinstance(texts[0], np.ndarray) else texts
+        if "text" in good[0]:  # (image-only items, e.g. a decoding benchmark's, have none)
+            texts = [it["text"] for it in good]
+            batch["texts"] = torch.from_numpy(np.stack(texts)) if isinstance(texts[0], np.ndarray) else texts
     return batch
 
 

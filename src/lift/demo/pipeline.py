@@ -1,13 +1,16 @@
 """`lift demo`: the whole method on the embedded synthetic world, through every real stage.
 
-synth -> embed (short and long caption stores) -> train LIFT and CLIP on each caption regime with
-the same vision tower, data order and budget -> eval (SugarCrepe-style, zero-shot, retrieval) ->
-results.json + report. Each stage keeps its own resume rule, so a rerun reuses finished work.
+For each of K world seeds (`--seeds K`; never the seeds the settings were tuned on): synth -> embed
+(short and long caption stores) -> train CLIP, LIFT as in the paper and LIFT+ (the best variant
+measured and tuned on other seeds, when one beat the paper's recipe) on each caption regime with the
+same vision tower, data order and budget -> eval (SugarCrepe-style, zero-shot, retrieval, Winoground,
+MMVP-style pairs, long-caption retrieval) and the frozen encoder's own separation (`lift.probe`) ->
+results.json (means, spreads and paired intervals: `lift.demo.results`) + report. Each stage keeps its
+own resume rule, so a rerun reuses finished work.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import sys
@@ -18,13 +21,26 @@ from pathlib import Path
 from typing import Any
 
 from lift.atomic import write_json
-from lift.config import config_to_dict, save_config
+from lift.config import save_config
 from lift.errors import LiftError
 from lift.outputs import check_output_folder, check_replaceable, read_marker, write_marker
 
 METHODS = ("lift", "clip")
 DEMO_KIND = "demo"  # the output marker's kind
 REGIMES = {"short": "org_caption", "long": "re_caption"}  # caption regime -> parquet column
+TUNING_SEEDS = (1, 2)  # the worlds settings were tuned and variants measured on: never reported
+
+
+def demo_seeds(base: int, count: int) -> list[int]:
+    """The first `count` world seeds from `base` on that the tuning never saw."""
+    if count < 1:
+        raise LiftError(f"--seeds must be at least 1, got {count}")
+    seeds, s = [], base
+    while len(seeds) < count:
+        if s not in TUNING_SEEDS:
+            seeds.append(s)
+        s += 1
+    return seeds
 
 
 @dataclass
@@ -71,7 +87,8 @@ PROFILES: dict[str, DemoProfile] = {
 class DemoConfig:
     out: str = "demo-out"
     profile: str = "default"
-    seed: int = 0
+    seed: int = 0  # the first world seed (tuning seeds are skipped)
+    seeds: int = 1  # how many world seeds
     device: str = "auto"
     fresh: bool = False
 
@@ -142,19 +159,34 @@ def train_spec(
     return train(cfg)
 
 
-def evaluate_run(out: Path, run: str, device: str) -> dict[str, dict]:
-    """All three tasks for one run; each result is cached as JSON beside the run."""
-    from lift import load
-    from lift.evaluate import EvalContext, run_evaluator
-    from lift.evaluate.text_cache import TextEmbeddingCache
-
-    world = out / "world"
+def eval_tasks(world: Path) -> dict[str, dict[str, Any]]:
+    """Every evaluation the demo runs, on the world's own test splits (the three the paper reports
+    first; then the splits in Winoground's, MMVP-VLM's and Urban1k's published layouts, where the
+    world has them)."""
     tasks = {
         "sugarcrepe": {"annotations": str(world / "sugarcrepe"), "images": str(world / "sugarcrepe" / "images")},
         "zeroshot": {"images": str(world / "zeroshot"), "classnames": str(world / "zeroshot" / "classnames.txt")},
         "retrieval": {"images": str(world / "retrieval" / "images"),
                       "annotations": str(world / "retrieval" / "captions.json")},
+        "winoground": {"annotations": str(world / "winoground")},
+        "mmvp": {"annotations": str(world / "mmvp")},
+        "long-retrieval": {"annotations": str(world / "long-retrieval"), "images": str(world / "long-retrieval"),
+                           "format": "urban1k"},
     }  # fmt: skip
+    return {t: c for t, c in tasks.items() if Path(c.get("annotations") or c["images"]).exists()}
+
+
+CORE_TASKS = ("sugarcrepe", "zeroshot", "retrieval")  # what tuning and the variants are scored on
+
+
+def evaluate_run(out: Path, run: str, device: str, *, only: tuple[str, ...] | None = None) -> dict[str, dict]:
+    """Every task of `eval_tasks` (or the `only` ones) for one run; each result is cached as JSON beside
+    the run."""
+    from lift import load
+    from lift.evaluate import EvalContext, run_evaluator
+    from lift.evaluate.text_cache import TextEmbeddingCache
+
+    tasks = {t: c for t, c in eval_tasks(out / "world").items() if only is None or t in only}
     results, model, cache = {}, None, None
     for task, task_cfg in tasks.items():
         path = out / "evals" / run / f"{task}.json"
@@ -196,66 +228,74 @@ def _prepare_out(out: Path, *, fresh: bool) -> None:
         write_marker(out, DEMO_KIND)
 
 
+def plus_recipes() -> dict[str, Any]:
+    """LIFT+ per caption regime: the best variant measured beside the paper's recipe and then tuned, on
+    the tuning seeds only (docs/variants.md, docs/store-transforms.md, docs/demo.md); None where no
+    variant beat the paper's recipe (the report then shows the paper's recipe only)."""
+    from lift.demo.variants import PLUS
+
+    return dict(PLUS)
+
+
+def _seed_stage(
+    out: Path, seed: int, profile: DemoProfile, device: str, timings: dict[str, float], plus: dict[str, Any]
+) -> tuple[dict[str, dict], dict[str, dict], dict[str, Any]]:
+    """One world seed, every stage: (training summaries, evaluations, probe figures), by run name."""
+    from lift.demo.probes import probe_world
+    from lift.demo.variants import make_store
+
+    tag = f"seed {seed}: "
+    _stage(tag + "synth", timings, lambda: synth_world(out, profile, seed))
+    for regime in REGIMES:
+        _stage(f"{tag}embed {regime}", timings, lambda r=regime: embed_regime(out, r, device))
+    for recipe in filter(None, plus.values()):
+        if recipe.store not in REGIMES:
+            _stage(f"{tag}store {recipe.store}", timings, lambda r=recipe: make_store(out, r.store, device))
+    summaries: dict[str, dict] = {}
+    for regime in REGIMES:
+        for method in ("clip", "lift"):
+            run = f"{method}-{regime}"
+            summaries[run] = _stage(tag + f"train {run}", timings, lambda m=method, r=regime, s=profile.settings[run]:
+                                    train_run(out, m, r, profile, seed, settings=s))  # fmt: skip
+        recipe = plus.get(regime)
+        if recipe is not None:
+            run = f"plus-{regime}"
+            summaries[run] = _stage(tag + f"train {run}", timings, lambda r=recipe, n=run: train_spec(
+                out, profile, seed, name=n, method=r.method, settings=profile.settings[r.name],
+                captions=r.captions, options=r.options(out)))  # fmt: skip
+    evals = {
+        run: _stage(tag + f"eval {run}", timings, lambda r=run: evaluate_run(out, r, device))
+        for run in summaries
+    }
+    stores = {regime: [regime] + ([plus[regime].store] if plus.get(regime) else []) for regime in REGIMES}
+    probes = _stage(tag + "probe", timings, lambda: probe_world(out, stores, device))
+    return summaries, evals, probes
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
-    """Run every stage (reusing finished ones) and write results.json and the report."""
+    """Run every stage on every world seed (reusing finished ones) and write results.json and the report."""
+    from lift.demo.results import collect_results
+
     if cfg.profile not in PROFILES:
         raise LiftError(f"unknown demo profile {cfg.profile!r}; known: {sorted(PROFILES)}")
     profile = PROFILES[cfg.profile]
+    seeds = demo_seeds(cfg.seed, cfg.seeds)
     out = Path(cfg.out)
     _prepare_out(out, fresh=cfg.fresh)
     save_config(cfg, out / "demo-config.json")
     device = resolve_device(cfg.device)
+    plus = plus_recipes()
     timings: dict[str, float] = {}
     started = time.perf_counter()
-
-    _stage("synth", timings, lambda: synth_world(out, profile, cfg.seed))
-    for regime in REGIMES:
-        _stage(f"embed {regime}", timings, lambda r=regime: embed_regime(out, r, device))
-    summaries: dict[str, dict] = {}
-    for regime in REGIMES:
-        for method in METHODS:
-            run = f"{method}-{regime}"
-            summaries[run] = _stage(f"train {run}", timings, lambda m=method, r=regime, s=profile.settings[run]:
-                                    train_run(out, m, r, profile, cfg.seed, settings=s))  # fmt: skip
-    evals = {
-        run: _stage(f"eval {run}", timings, lambda r=run: evaluate_run(out, r, device)) for run in summaries
-    }
+    per_seed = {}
+    for seed in seeds:
+        per_seed[seed] = _seed_stage(out / f"seed-{seed}", seed, profile, device, timings, plus)
     timings["total"] = round(time.perf_counter() - started, 2)
 
-    results = collect_results(evals, profile=profile, cfg=cfg, timings=timings, summaries=summaries)
+    results = collect_results(per_seed, profile=profile, cfg=cfg, seeds=seeds, timings=timings, plus=plus)
     write_json(out / "results.json", results)
     from lift.demo.report import write_report
 
     paths = _stage("report", timings, lambda: write_report(out, results, device=device))
     print(f"[lift demo] report: {paths['html']} (markdown: {paths['md']})", file=sys.stderr)
     return results
-
-
-def _metrics(result: dict) -> dict[str, Any]:
-    """Metrics as fractions in [0, 1] (evaluators report percentages)."""
-    return {k: (v / 100.0 if isinstance(v, (int, float)) else v) for k, v in result["metrics"].items()}
-
-
-def collect_results(
-    evals: dict[str, dict[str, dict]],
-    *,
-    profile: DemoProfile,
-    cfg: DemoConfig,
-    timings: dict[str, float],
-    summaries: dict[str, dict],
-) -> dict[str, Any]:
-    """results.json: `lift`/`clip` hold the short-caption regime (the paper's main setting);
-    `by_regime` holds both regimes, so the report can show how the gap moves with caption length."""
-    by_regime: dict[str, dict[str, dict]] = {}
-    for run, tasks in evals.items():
-        method, regime = run.split("-", 1)
-        by_regime.setdefault(regime, {})[method] = {task: _metrics(r) for task, r in tasks.items()}
-        by_regime[regime][method]["counts"] = {task: r["counts"] for task, r in tasks.items()}
-    return {
-        "lift": by_regime["short"]["lift"],
-        "clip": by_regime["short"]["clip"],
-        "by_regime": by_regime,
-        "timings_s": timings,
-        "training": summaries,
-        "config": {"demo": config_to_dict(cfg), "profile": dataclasses.asdict(profile)},
-    }

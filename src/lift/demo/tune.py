@@ -28,6 +28,7 @@ from typing import Any
 from lift.atomic import atomic_write, write_json
 from lift.config import config_to_dict, save_config
 from lift.demo.pipeline import (
+    CORE_TASKS,
     METHODS,
     PROFILES,
     REGIMES,
@@ -118,7 +119,7 @@ def tune(cfg: TuneConfig) -> dict[str, Any]:
                 _log(f"seed {seed}: {name}")
                 train_spec(out, profile, seed, name=name, method=v.method, settings=settings, captions=v.captions,
                            options=v.options(out), budget=v.budget)  # fmt: skip
-                value = score(evaluate_run(out, name, device))
+                value = score(evaluate_run(out, name, device, only=CORE_TASKS))
                 scores.setdefault(v.name, {}).setdefault(name, {})[seed] = value
     summary: dict[str, Any] = {}
     for run, points in scores.items():

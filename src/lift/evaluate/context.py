@@ -64,8 +64,10 @@ def make_result(
     counts: dict[str, dict[str, int]],
     started: float,
     notes: dict[str, Any] | None = None,
+    items: dict[str, dict[str, int]] | None = None,
 ) -> EvalResult:
-    """Wrap metrics with what makes them reproducible: configs, encoder identity, costs, skips."""
+    """Wrap metrics with what makes them reproducible: configs, encoder identity, costs, skips; `items`:
+    the per-item outcomes ({group: {item id: 0 or 1}}) behind them."""
     notes = dict(notes or {})
     notes["text_embedding"] = dataclasses.asdict(ctx.text_stats)
     if ctx.policy.skipped:
@@ -80,4 +82,5 @@ def make_result(
         config=_as_dict(config),
         model=_as_dict(getattr(model, "config", None)),
         notes=notes,
+        items=items or {},
     )

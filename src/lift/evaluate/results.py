@@ -88,6 +88,9 @@ class EvalResult:
     config: dict[str, Any] = field(default_factory=dict)  # the evaluator's config
     model: dict[str, Any] = field(default_factory=dict)  # the model's config (method, architecture...)
     notes: dict[str, Any] = field(default_factory=dict)
+    # per-item outcomes behind the headline metrics, {group: {item id: 0 or 1}} (paired statistics
+    # between two models on the same items: lift.demo.stats)
+    items: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

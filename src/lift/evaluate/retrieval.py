@@ -90,14 +90,18 @@ def retrieval_metrics(
     text_to_image: torch.Tensor,
     image_to_texts: list[torch.Tensor],
     heldout: torch.Tensor | None = None,
+    ranks: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """img: Tensor[N, D], txt: Tensor[T, D] (normalised) -> i2t_R@k and t2i_R@k in percent.
 
     heldout: BoolTensor[N] marking images with held-out concepts; their queries (the images and
     their captions, still ranked against the whole gallery) are also reported as `heldout/...`.
+    ranks: filled with each query's rank ("i2t": [N], "t2i": [T]) when given.
     """
     i2t = chunked_ranks(img, txt, image_to_texts)
     t2i = chunked_ranks(txt, img, text_to_image)
+    if ranks is not None:
+        ranks.update(i2t=i2t, t2i=t2i)
     metrics = _recalls(i2t, t2i)
     if heldout is not None and heldout.any():
         sub = _recalls(i2t[heldout], t2i[heldout[text_to_image]])
@@ -114,6 +118,7 @@ def rank_gallery(
     parse_skipped: int = 0,
     heldout_ids: set | None = None,
     desc: str = "retrieval images",
+    outcomes: dict[str, dict[str, int]] | None = None,
 ) -> tuple[dict[str, float], dict[str, dict[str, int]], list[str]]:
     """Embed `data`'s captions and images and rank them both ways -> (metrics, counts, the captions used).
 
@@ -139,13 +144,18 @@ def rank_gallery(
         "texts": {"n": len(texts), "skipped": len(all_texts) - len(texts) + data.skipped_captions},
     }
     metrics: dict[str, float] = {}
+    ranks: dict[str, torch.Tensor] = {}
     if texts:
         heldout = None
         if heldout_ids is not None:
             heldout = torch.tensor([i in heldout_ids for i in kept.ids], dtype=torch.bool)
             counts["heldout/images"] = {"n": int(heldout.sum()), "skipped": 0}
             counts["heldout/texts"] = {"n": int(heldout[text_to_image].sum()), "skipped": 0}
-        metrics = retrieval_metrics(img[ok], all_txt[ok[all_owner]], text_to_image, image_to_texts, heldout)
+        metrics = retrieval_metrics(img[ok], all_txt[ok[all_owner]], text_to_image, image_to_texts, heldout,
+                                    ranks=ranks)  # fmt: skip
+    if outcomes is not None and ranks:  # R@1 per query: each image, each caption (by its gallery row)
+        outcomes["i2t_R@1"] = {str(i): int(r < 1) for i, r in zip(kept.ids, ranks["i2t"].tolist())}
+        outcomes["t2i_R@1"] = {str(j): int(r < 1) for j, r in enumerate(ranks["t2i"].tolist())}
     return metrics, counts, texts
 
 
@@ -168,8 +178,11 @@ def evaluate_retrieval(model: Any, cfg: RetrievalConfig, ctx: EvalContext) -> Ev
     cfg = resolve_format(cfg)
     before = ctx.policy.skipped
     data = _read(cfg, ctx.policy)
+    outcomes: dict[str, dict[str, int]] = {}
     metrics, counts, _ = rank_gallery(
         model, data, ctx, protocol=cfg.protocol, parse_skipped=ctx.policy.skipped - before,
-        heldout_ids=read_heldout_image_ids(cfg.annotations),
+        heldout_ids=read_heldout_image_ids(cfg.annotations), outcomes=outcomes,
     )  # fmt: skip
-    return make_result("retrieval", model, cfg, ctx, metrics=metrics, counts=counts, started=started)
+    return make_result(
+        "retrieval", model, cfg, ctx, metrics=metrics, counts=counts, started=started, items=outcomes
+    )

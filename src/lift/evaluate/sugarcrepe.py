@@ -90,6 +90,7 @@ def evaluate_sugarcrepe(model: Any, cfg: SugarCrepeConfig, ctx: EvalContext) -> 
     metrics: dict[str, float] = {}
     counts: dict[str, dict[str, int]] = {}
     groups = [("", None)] + ([("heldout/", heldout)] if heldout is not None else [])
+    outcomes: dict[str, dict[str, int]] = {}
     for prefix, keep in groups:
         accs = []
         for subset in cfg.subsets:
@@ -105,11 +106,14 @@ def evaluate_sugarcrepe(model: Any, cfg: SugarCrepeConfig, ctx: EvalContext) -> 
                 text_emb[[text_row[it.negative_caption] for it in usable]],
             )
             metrics[prefix + subset] = _accuracy(correct)
+            if not prefix:
+                outcomes[subset] = {it.id: int(c) for it, c in zip(usable, correct.tolist())}
             accs.append(metrics[prefix + subset])
         if accs:
             # The paper's mean: of the subset accuracies, not of the pooled pairs.
             metrics[prefix + "mean"] = sum(accs) / len(accs)
     notes = {"unique_images": len(filenames), "unique_texts": len(texts)}
     return make_result(
-        "sugarcrepe", model, cfg, ctx, metrics=metrics, counts=counts, started=started, notes=notes
-    )
+        "sugarcrepe", model, cfg, ctx, metrics=metrics, counts=counts, started=started, notes=notes,
+        items=outcomes,
+    )  # fmt: skip

@@ -91,9 +91,14 @@ def evaluate_zeroshot(model: Any, cfg: ZeroShotConfig, ctx: EvalContext) -> Eval
         "classes": {"n": int(torch.unique(labels).numel()), "skipped": len(data.empty)},
     }
     metrics: dict[str, float] = {}
+    outcomes: dict[str, dict[str, int]] = {}
     if len(labels):
         ranks = chunked_ranks(img, weights, labels)
         metrics.update(classification_metrics(ranks, labels, n_classes))
+        kept_paths = [p for p, k in zip(paths, ok.tolist()) if k]
+        outcomes["top1"] = {
+            str(p.relative_to(data.root)): int(r < 1) for p, r in zip(kept_paths, ranks.tolist())
+        }
         held = read_heldout_folders(cfg.images, data.folders)
         if held is not None:
             # Images of classes whose (colour, shape) pair never appeared in training (synth world),
@@ -105,5 +110,6 @@ def evaluate_zeroshot(model: Any, cfg: ZeroShotConfig, ctx: EvalContext) -> Eval
                 metrics.update({f"heldout/{k}": v for k, v in sub.items()})
     notes = {"classes": n_classes, "templates": len(cfg.templates)}
     return make_result(
-        "zeroshot", model, cfg, ctx, metrics=metrics, counts=counts, started=started, notes=notes
-    )
+        "zeroshot", model, cfg, ctx, metrics=metrics, counts=counts, started=started, notes=notes,
+        items=outcomes,
+    )  # fmt: skip

@@ -71,10 +71,18 @@ class SynthConfig:
     shard_size: int = 1000
     holdout: list[str] = field(default_factory=lambda: ["orange triangle", "purple star"])
     image_format: str = "png"
+    # train shards as img2dataset writes real data: JPEG, its .json fields, NNNNN_stats.json; up to 512 px
+    realistic: bool = False
 
     def validate(self) -> None:
-        if not 16 <= self.image_size <= 224:
-            raise LiftError(f"--image-size must be between 16 and 224, got {self.image_size}")
+        largest = 512 if self.realistic else 224
+        if not 16 <= self.image_size <= largest:
+            extra = "" if self.realistic else " (up to 512 with --realistic)"
+            raise LiftError(f"--image-size must be between 16 and {largest}{extra}, got {self.image_size}")
+        if self.realistic and self.image_format != "jpg":
+            raise LiftError(
+                "--realistic writes JPEG shards as img2dataset does; use --image-format jpg (its default)"
+            )
         if self.image_format not in IMAGE_FORMATS:
             raise LiftError(f"--image-format must be one of {IMAGE_FORMATS}, got {self.image_format!r}")
         for name, least in (("train_size", 0), ("test_size", 1), ("shard_size", 1)):
@@ -247,7 +255,7 @@ def _run_job(job: tuple) -> tuple[str, int, list[dict]]:
         records = [
             train_record(cfg, i, train_key(shard, i - start, cfg.shard_size)) for i in range(start, stop)
         ]
-        write_train_shard(Path(out) / "train", shard, records, cfg.image_format)
+        write_train_shard(Path(out) / "train", shard, records, cfg.image_format, realistic=cfg.realistic)
         return kind, stop - start, []
     return kind, stop - start, [RECORD_MAKERS[kind](cfg, i) for i in range(start, stop)]
 
@@ -284,7 +292,8 @@ def _check_config(out: Path, cfg: SynthConfig, force: bool) -> None:
             elif path.exists():
                 path.unlink()
     elif marker.exists():
-        found = json.loads(marker.read_text())
+        # a world made before a field existed has that field's default
+        found = {**config_to_dict(SynthConfig()), **json.loads(marker.read_text())}
         if found != config_to_dict(cfg):
             diff = sorted(
                 k for k in set(found) | set(config_to_dict(cfg)) if found.get(k) != config_to_dict(cfg).get(k)

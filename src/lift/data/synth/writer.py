@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 
 from lift.atomic import atomic_write
+from lift.data.img2dataset import sample_meta, shard_stats
 
 
 def tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
@@ -50,12 +52,17 @@ def json_bytes(obj) -> bytes:
     return (json.dumps(obj, indent=1) + "\n").encode()
 
 
-def write_train_shard(folder: Path, shard: int, records: list[dict], image_format: str) -> None:
-    """`NNNNN.tar` (KEY.png|jpg, KEY.txt, KEY.json) and its row-aligned `NNNNN.parquet`.
+def write_train_shard(
+    folder: Path, shard: int, records: list[dict], image_format: str, *, realistic: bool = False
+) -> None:
+    """`NNNNN.tar` (KEY.png|jpg, KEY.txt, KEY.json) and its row-aligned `NNNNN.parquet`; `realistic`:
+    the .json holds img2dataset's download fields too, and `NNNNN_stats.json` is written.
 
     The parquet is renamed into place last: its presence marks the shard complete.
     """
     members = []
+    if realistic:
+        write_atomic(folder / f"{shard:05d}_stats.json", shard_stats(len(records)))
     for r in records:
         meta = {
             "key": r["key"],
@@ -64,6 +71,11 @@ def write_train_shard(folder: Path, shard: int, records: list[dict], image_forma
             "re_caption": r["long"],
             "scene": r["scene"],
         }
+        if realistic:
+            size = Image.open(io.BytesIO(r["image"])).size
+            meta = sample_meta(key=r["key"], url=f"synth://{r['key']}.{image_format}", caption=r["short"],
+                               width=size[0], height=size[1], image=r["image"],
+                               **{k: v for k, v in meta.items() if k not in ("key", "caption")})  # fmt: skip
         members += [
             (f"{r['key']}.{image_format}", r["image"]),
             (f"{r['key']}.txt", r["short"].encode()),
