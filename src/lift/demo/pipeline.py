@@ -53,8 +53,9 @@ class MethodSettings:
 
 
 def tuned_settings() -> dict[str, MethodSettings]:
-    """Per run (method-regime): chosen by `python -m lift.demo.tune` on seeds 1 and 2, never on the
-    demo's own seed 0 (the grid, the scores and the choice are in docs/demo.md)."""
+    """Per run (method-regime, and each LIFT+ variant by its name): chosen by `python -m lift.demo.tune`
+    on seeds 1 and 2 (TUNING_SEEDS), never on a seed the demo reports (the grid, the scores and the
+    choice are in docs/demo.md)."""
     return {
         "lift-short": MethodSettings(lr=2e-3, temperature=0.03),
         "clip-short": MethodSettings(lr=5e-4, temperature=0.03),
@@ -262,7 +263,8 @@ def _seed_stage(
             run = f"plus-{regime}"
             summaries[run] = _stage(tag + f"train {run}", timings, lambda r=recipe, n=run: train_spec(
                 out, profile, seed, name=n, method=r.method, settings=profile.settings[r.name],
-                captions=r.captions, options=r.options(out)))  # fmt: skip
+                captions=r.captions, options=r.options(out), budget=r.budget,
+                init_from=str(out / "runs" / f"lift-{regime}") if r.init_from else None))  # fmt: skip
     evals = {
         run: _stage(tag + f"eval {run}", timings, lambda r=run: evaluate_run(out, r, device))
         for run in summaries

@@ -1,333 +1,226 @@
-"""The demo's report: a markdown file and a self-contained HTML page (images embedded as data URIs).
+"""The demo's report: DIR/report.md (+ DIR/report-assets/*.png) and a self-contained DIR/report.html
+(images as data URIs), both rendered from one list of blocks built from results.json.
 
-It states plainly whether LIFT beat CLIP, by how much and on which tasks, and how that moves
-between short and long captions; it never rounds a loss into a win.
+It names the world seeds that ran, the rows compared (CLIP, LIFT as in the paper, LIFT+ with its
+recipe), and says per caption regime which differences are distinguishable from zero and which are
+not, with their intervals over test items and over seeds (`lift.demo.report_words`); the tables put
+the frozen encoder's own limits beside the trained models' numbers (`lift.demo.report_tables`).
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
-import json
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lift.atomic import atomic_write
-from lift.evaluate.results import COLUMNS
-from lift.evaluate.results import SUGARCREPE_SUBSETS as SUGARCREPE
+from lift.demo import report_figures as figures
+from lift.demo import report_tables as tables
+from lift.demo import report_words as words
+from lift.demo.report_commands import reproduce_commands
 
-SC_HEAD = tuple(header for key, header, _ in COLUMNS["sugarcrepe"] if key in SUGARCREPE)
-OTHER = (("zeroshot", "top1", "zero-shot top-1"), ("retrieval", "i2t_R@1", "I2T R@1"),
-         ("retrieval", "t2i_R@1", "T2I R@1"))  # fmt: skip
-
-
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}"
-
-
-def _tables(results: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
-    sc_header = ["model", "captions", *SC_HEAD, "mean"]
-    other_header = ["model", "captions", *(label for *_, label in OTHER)]
-    sc_rows, other_rows = [], []
-    for regime, methods in results["by_regime"].items():
-        for method in ("clip", "lift"):
-            r = methods[method]
-            sc_rows.append([method.upper(), regime, *(_pct(r["sugarcrepe"].get(t)) for t in SUGARCREPE),
-                            _pct(r["sugarcrepe"].get("mean"))])  # fmt: skip
-            other_rows.append([method.upper(), regime, *(_pct(r[task].get(key)) for task, key, _ in OTHER)])
-    return sc_header, sc_rows, other_header, other_rows
-
-
-def verdict(results: dict[str, Any]) -> list[str]:
-    """One honest sentence per caption regime (who won, by how much, where), then how the gap moves."""
-    lines, gaps = [], {}
-    for regime, m in results["by_regime"].items():
-        lift, clip = m["lift"], m["clip"]
-        diffs = {
-            t: lift["sugarcrepe"][t] - clip["sugarcrepe"][t] for t in SUGARCREPE if t in lift["sugarcrepe"]
-        }
-        mean_gap = gaps[regime] = 100 * (lift["sugarcrepe"]["mean"] - clip["sugarcrepe"]["mean"])
-        wins = [t for t, d in diffs.items() if d > 0]
-        losses = [t for t, d in diffs.items() if d < 0]
-        other = ", ".join(
-            f"{label} {100 * (lift[task][key] - clip[task][key]):+.1f}" for task, key, label in OTHER
-            if key in lift[task] and key in clip[task]
-        )  # fmt: skip
-        lines.append(
-            f"**{regime} captions**: {_who(mean_gap)} on composition by {mean_gap:+.1f} points (SugarCrepe-style "
-            f"mean); LIFT ahead on {len(wins)}/{len(diffs)} tasks ({', '.join(wins) or 'none'}), behind on "
-            f"{', '.join(losses) or 'none'}. Other tasks (LIFT minus CLIP, points): {other}."
-        )
-    if {"short", "long"} <= set(gaps):
-        short, long = gaps["short"], gaps["long"]
-        trend = "widens" if long > short else ("narrows" if long < short else "stays the same")
-        lines.append(
-            f"**short -> long captions**: the composition gap (LIFT minus CLIP) {trend}, from {short:+.1f} "
-            f"to {long:+.1f} points."
-        )
-    return lines
-
-
-def _who(gap: float) -> str:
-    return "LIFT beat CLIP" if gap > 0 else ("LIFT tied CLIP" if gap == 0 else "CLIP beat LIFT")
-
-
-INTRO = (
-    "the same vision tower, data order and training budget; each its own learning rate and initial "
-    "temperature, tuned on seeds 1 and 2 (never on this seed-0 world; see docs/demo.md)."
-)
+TITLE = "LIFT vs CLIP on the synthetic compositional world"
 HELDOUT_NOTE = (
-    "Colour-shape pairs that never appear in a training image or caption, only in the test splits: "
-    "can the model compose a colour and a shape it has seen only apart?"
+    "Colour-shape pairs that never appear in a training image or caption, only in the test splits: can a "
+    "model compose a colour and a shape it has seen only apart? Only the test items that involve such a "
+    "pair count here."
 )
-# Held-out colour-shape pairs: never in a training caption, only in the test splits.
-HELDOUT = (("sugarcrepe", "heldout/mean", "SugarCrepe-style mean"), ("zeroshot", "heldout/top1", "zero-shot top-1"),
-           ("retrieval", "heldout/i2t_R@1", "I2T R@1"), ("retrieval", "heldout/t2i_R@1", "T2I R@1"))  # fmt: skip
+PROBE_NOTE = (
+    "Beside each task, the frozen text encoder's own separation of its positive and negative captions, "
+    "through the store the LIFT rows trained on (`lift probe`): the % of pairs whose frozen targets are "
+    "closer than cosine 0.99, and their mean cosine. Where nearly every pair is that close, the targets "
+    "themselves barely differ, and the encoder, not the training, limits LIFT."
+)
 
 
-def _heldout_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    header = ["model", "captions", *(label for *_, label in HELDOUT), "items (SugarCrepe / zero-shot)"]
-    rows = []
-    for regime, methods in results["by_regime"].items():
-        for method in ("clip", "lift"):
-            r = methods[method]
-            counts = r.get("counts", {})
-            n_sc = sum(c["n"] for g, c in counts.get("sugarcrepe", {}).items() if g.startswith("heldout/"))
-            n_zs = counts.get("zeroshot", {}).get("heldout/images", {}).get("n", 0)
-            rows.append([method.upper(), regime, *(_pct(r[task].get(key)) for task, key, _ in HELDOUT),
-                         f"{n_sc} / {n_zs}"])  # fmt: skip
-    return header, rows
+@dataclass
+class Block:
+    """One piece of the report: kind h2 | h3 | p | ul | table | fig | pre | examples."""
+
+    kind: str
+    text: str = ""
+    items: list[Any] = field(default_factory=list)
+    table: tables.Table | None = None
+    data: bytes | None = None
 
 
-def _settings_table(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Each run's own tuned settings beside its budget (equal for both methods of a regime)."""
-    settings, training = results["config"]["profile"]["settings"], results["training"]
-    rows = [
-        [run, f"{s['lr']:g}", "0.07 (default)" if s["temperature"] is None else f"{s['temperature']:g}",
-         str(training[run]["steps"]), str(training[run]["samples"])]
-        for run, s in settings.items() if run in training
-    ]  # fmt: skip
-    return ["run", "learning rate", "initial temperature", "steps", "samples seen"], rows
+def _sections(results: dict[str, Any], out: Path, figs: dict[str, bytes | None], speeds: dict[str, float],
+              examples: list[dict[str, Any]]) -> list[Block]:  # fmt: skip
+    from lift.demo.pipeline import TUNING_SEEDS
+
+    seeds = results["seeds"]
+    blocks = [Block("p", p) for p in words.opening(results, tuning_seeds=TUNING_SEEDS)]
+    blocks.append(Block("h2", "What is real"))
+    for title, parts in words.headline(results):
+        blocks.append(Block("h3", title))
+        for line, lines in parts:
+            blocks += [Block("p", line), Block("ul", items=lines)]
+    shift = words.shift_lines(results)
+    if shift:
+        blocks += [Block("h3", "From short to long captions"), Block("ul", items=shift)]
+    blocks.append(Block("h2", "SugarCrepe-style composition (accuracy, %)"))
+    blocks.append(Block("p", PROBE_NOTE + " " + tables.diff_note(seeds) + "."))
+    for regime in results["metrics"]:
+        blocks += [Block("h3", f"{regime.capitalize()} captions"),
+                   Block("table", table=tables.sugarcrepe_table(results, regime))]  # fmt: skip
+    blocks += [Block("fig", "SugarCrepe-style accuracy", data=figs["sugarcrepe-bars.png"]),
+               Block("h2", "Zero-shot classification and retrieval (%, first-caption protocol)"),
+               Block("p", tables.diff_note(seeds) + "; retrieval R@1 is the mean of image->text and text->image."),
+               Block("table", table=tables.zeroshot_retrieval_table(results)),
+               Block("p", "The frozen encoder's ceiling on retrieval:"), Block("ul", items=tables.ceiling_lines(results)),
+               Block("h2", "Held-out colour-shape pairs (%)"), Block("p", HELDOUT_NOTE),
+               Block("table", table=tables.heldout_table(results))]  # fmt: skip
+    breadth = tables.breadth_table(results)
+    if breadth:
+        blocks += [Block("h2", "Winoground, MMVP-style pairs and long-caption retrieval (%)"),
+                   Block("p", "The world's splits in Winoground's, MMVP-VLM's and Urban1k's layouts; mean ± std over "
+                              "seeds (no item intervals: see results.json for each seed)."),
+                   Block("table", table=breadth)]  # fmt: skip
+    blocks += [Block("h2", "Paired differences"), Block("table", table=tables.paired_table(results)),
+               Block("h2", "Settings and budget"), Block("table", table=tables.settings_table(results)),
+               Block("h2", "Training curves")]  # fmt: skip
+    for name, alt in (
+        ("loss-curves.png", "Training loss"),
+        ("eval-curves.png", "Evaluation during training"),
+    ):
+        if figs.get(name):
+            blocks.append(Block("fig", alt, data=figs[name]))
+    if not figs.get("eval-curves.png"):
+        blocks.append(Block("p", "No run logged evaluations during training (`lift train --eval-suite`)."))
+    blocks += [Block("h2", "Cost per step"), Block("table", table=tables.cost_table(speeds, seeds)),
+               Block("h2", f"Example retrievals (world seed {seeds[0]}, short-caption runs)"),
+               Block("examples", items=examples), Block("h2", "Timings (s)"),
+               Block("table", table=tables.timings_table(results["timings_s"], seeds)),
+               Block("h2", "Reproduce each number"), Block("pre", items=reproduce_commands(results, out))]  # fmt: skip
+    return blocks
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
+def _md_table(table: tables.Table) -> str:
+    header, rows = table
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def markdown(blocks: list[Block], assets: dict[bytes, str]) -> str:
+    md = [f"# {TITLE}", ""]
+    for b in blocks:
+        if b.kind in ("h2", "h3"):
+            md += [("## " if b.kind == "h2" else "### ") + b.text, ""]
+        elif b.kind == "p":
+            md += [b.text, ""]
+        elif b.kind == "ul":
+            md += [*(f"- {i}" for i in b.items), ""]
+        elif b.kind == "table":
+            md += [_md_table(b.table), ""]
+        elif b.kind == "fig":
+            md += [f"![{b.text}](report-assets/{assets[b.data]})", ""]
+        elif b.kind == "pre":
+            md += ["```bash", *b.items, "```", ""]
+        elif b.kind == "examples":
+            md += ["✓ marks the true image.", ""]
+            for ex in b.items:
+                md.append(f"- *{ex['caption']}*: " + "; ".join(
+                    f"{run} top-3 " + ", ".join(f"{i}{' ✓' if i == ex['truth'] else ''}" for i in ids)
+                    for run, ids in ex["top"].items()))  # fmt: skip
+            md.append("")
+    return "\n".join(md)
 
 
-def _png(fig: Any) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return buf.getvalue()
+def _inline(text: str) -> str:
+    """Escaped text with the markdown the sentences use (**bold**, `code`)."""
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
-def _bars(results: dict[str, Any]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    regimes = list(results["by_regime"])
-    fig, axes = plt.subplots(1, len(regimes), figsize=(6 * len(regimes), 3.4), squeeze=False)
-    labels = [*SC_HEAD, "mean"]
-    x = np.arange(len(labels))
-    for ax, regime in zip(axes[0], regimes):
-        for offset, method, color in ((-0.2, "clip", "#9aa5b1"), (0.2, "lift", "#2f6fde")):
-            sc = results["by_regime"][regime][method]["sugarcrepe"]
-            values = [100 * sc.get(t, 0.0) for t in (*SUGARCREPE, "mean")]
-            ax.bar(x + offset, values, width=0.4, label=method.upper(), color=color)
-        ax.set_xticks(x, labels)
-        ax.set_ylim(0, 100)
-        ax.axhline(50, color="k", lw=0.6, ls=":")  # chance for a two-caption choice
-        ax.set_title(f"SugarCrepe-style accuracy, {regime} captions")
-        ax.legend(loc="lower right")
-    return _png(fig)
+def _uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
-def _loss_curves(out: Path) -> bytes | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = sorted((out / "runs").glob("*/metrics.jsonl"))
-    if not runs:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    for path in runs:
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=path.parent.name)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title("Training loss (each method's own objective)")
-    ax.legend()
-    return _png(fig)
+def _html_table(table: tables.Table) -> str:
+    header, rows = table
+    head = "".join(f"<th>{_inline(h)}</th>" for h in header)
+    # a difference's interval over seeds goes on a second line, so the widest tables fit the page
+    cell = lambda c: _inline(c).replace(" / [", "<br>[")  # noqa: E731
+    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<div class="wide"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _cost(out: Path) -> dict[str, float]:
-    """Median images/s of each run's logged steps (the first log row includes start-up)."""
-    speeds = {}
-    for path in sorted((out / "runs").glob("*/metrics.jsonl")):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()][1:]
-        if rows:
-            values = sorted(r["img_per_s"] for r in rows)
-            speeds[path.parent.name] = values[len(values) // 2]
-    return speeds
+def _html_examples(examples: list[dict[str, Any]], images: Path) -> str:
+    out = ["<p>Query caption, then each run's top-3 images (green: the true image).</p>"]
+    for ex in examples:
+        cells = []
+        for run, ids in ex["top"].items():
+            thumbs = "".join(
+                f'<img class="thumb{" hit" if i == ex["truth"] else ""}" '
+                f'src="{_uri((images / ex["files"][i]).read_bytes())}" alt="image {i}">' for i in ids
+            )  # fmt: skip
+            cells.append(f"<div><b>{html.escape(run)}</b><br>{thumbs}</div>")
+        out.append(f'<div class="ex"><p>“{html.escape(ex["caption"])}”</p>{"".join(cells)}</div>')
+    return "".join(out)
 
 
-def _commands(results: dict[str, Any], out: Path) -> list[str]:
-    profile, seed = results["config"]["profile"], results["config"]["demo"]["seed"]
-    w = out / "world"
-    cmds = [
-        f"lift synth {w} --seed {seed} --image-size {profile['image_size']} "
-        f"--train-size {profile['train_size']} --test-size {profile['test_size']}",
-    ]
-    for regime, field in (("short", "org_caption"), ("long", "re_caption")):
-        cmds.append(f"lift embed '{w}/train/*.parquet' --caption-field {field} --out {out}/stores/{regime}")
-    for regime in ("short", "long"):
-        for method in ("lift", "clip"):
-            text = f" --store {out}/stores/{regime}" if method == "lift" else f" --captions {regime}"
-            s = profile["settings"][f"{method}-{regime}"]
-            temperature = f" --init-temperature {s['temperature']}" if s["temperature"] is not None else ""
-            warmup = f" --warmup {s['warmup']}" if s["warmup"] is not None else ""
-            cmds.append(
-                f"lift train --method {method} --model {profile['model']} --train-data {w}/train{text} "
-                f"--batch-size {profile['batch_size']} --epochs {profile['epochs']} "
-                f"--lr {s['lr']}{temperature}{warmup} --seed {seed} --out {out}/runs/{method}-{regime}"
-            )
-    run = f"{out}/runs/RUN"
-    cmds += [
-        f"lift eval sugarcrepe --checkpoint {run} --annotations {w}/sugarcrepe --images {w}/sugarcrepe/images",
-        f"lift eval zeroshot --checkpoint {run} --images {w}/zeroshot --classnames {w}/zeroshot/classnames.txt",
-        f"lift eval retrieval --checkpoint {run} --images {w}/retrieval/images "
-        f"--annotations {w}/retrieval/captions.json",
-    ]
-    return cmds
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; color: #1d232b; line-height: 1.45; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccd; padding: 3px 7px; vertical-align: top; }
+th { background: #eef2f8; font-weight: 600; max-width: 11em; }
+td { white-space: nowrap; } td:last-child { white-space: normal; min-width: 12em; }
+.wide { overflow-x: auto; }
+.fig { max-width: 100%; display: block; margin: 1em 0; }
+.thumb { width: 64px; height: 64px; image-rendering: pixelated; margin: 2px; border: 2px solid #ddd; }
+.hit { border-color: #1a9e3a; } .ex { display: flex; gap: 2em; align-items: center; }
+.ex p { width: 320px; }
+pre { background: #f5f6f8; padding: 1em; white-space: pre-wrap; overflow-wrap: anywhere; font-size: 0.8em; }
+"""
 
 
-def _examples(out: Path, n: int, device: str) -> list[dict[str, Any]]:
-    """A few retrieval queries: caption -> top-3 images for LIFT and CLIP (short-caption runs)."""
-    import torch
-
-    from lift import load
-    from lift.data.images import load_rgb
-
-    ann = json.loads((out / "world" / "retrieval" / "captions.json").read_text())
-    files = {im["id"]: im["file_name"] for im in ann["images"]}
-    ids = sorted(files)
-    queries = [a for a in ann["annotations"]][:: max(1, len(ann["annotations"]) // max(n, 1))][:n]
-    images = [load_rgb(out / "world" / "retrieval" / "images" / files[i]) for i in ids]
-    examples = [{"caption": q["caption"], "truth": q["image_id"], "top": {}} for q in queries]
-    for method in ("lift", "clip"):
-        model = load(out / "runs" / f"{method}-short", device=device)
-        with torch.inference_mode():
-            img = torch.cat([model.encode_image(torch.stack([model.preprocess(im) for im in images[i:i + 64]]).to(device))
-                             for i in range(0, len(images), 64)])  # fmt: skip
-            txt = model.encode_text([q["caption"] for q in queries])
-        top = (txt @ img.T).topk(3, dim=1).indices.tolist()
-        for example, row in zip(examples, top):
-            example["top"][method] = [ids[j] for j in row]
-    for example in examples:
-        example["files"] = {i: files[i] for m in example["top"].values() for i in m} | {
-            example["truth"]: files[example["truth"]]
-        }
-    return examples
+def page(blocks: list[Block], images: Path) -> str:
+    body = [f"<h1>{html.escape(TITLE)}</h1>"]
+    for b in blocks:
+        if b.kind in ("h2", "h3"):
+            body.append(f"<{b.kind}>{_inline(b.text)}</{b.kind}>")
+        elif b.kind == "p":
+            body.append(f"<p>{_inline(b.text)}</p>")
+        elif b.kind == "ul":
+            body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b.items) + "</ul>")
+        elif b.kind == "table":
+            body.append(_html_table(b.table))
+        elif b.kind == "fig":
+            body.append(f'<img class="fig" src="{_uri(b.data)}" alt="{html.escape(b.text)}">')
+        elif b.kind == "pre":
+            body.append(f"<pre>{html.escape(chr(10).join(b.items))}</pre>")
+        elif b.kind == "examples":
+            body.append(_html_examples(b.items, images))
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>lift demo report</title>'
+            f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")  # fmt: skip
 
 
 def write_report(out: Path, results: dict[str, Any], *, device: str = "cpu") -> dict[str, Path]:
     """Write DIR/report.md (+ DIR/report-assets/*.png) and a self-contained DIR/report.html."""
     out = Path(out)
+    first = out / f"seed-{results['seeds'][0]}"
+    figs = {
+        "sugarcrepe-bars.png": figures.sugarcrepe_bars(results),
+        "loss-curves.png": figures.loss_curves(first, results["seeds"][0]),
+        "eval-curves.png": figures.eval_curves(first, results["seeds"][0]),
+    }
     assets = out / "report-assets"
     assets.mkdir(exist_ok=True)
-    sc_header, sc_rows, other_header, other_rows = _tables(results)
-    settings, heldout = _settings_table(results), _heldout_table(results)
-    figures = {"sugarcrepe-bars.png": _bars(results), "loss-curves.png": _loss_curves(out)}
-    for name, data in figures.items():
+    for name, data in figs.items():
         if data:
             with atomic_write(assets / name) as f:
                 f.write(data)
-    speeds = _cost(out)
-    examples = _examples(out, results["config"]["profile"].get("retrieval_examples", 3), device)
-    commands = _commands(results, out)
-    lines = verdict(results)
-    timings = results["timings_s"]
-
-    md = ["# LIFT vs CLIP on the synthetic compositional world", "",
-          f"Both methods: {INTRO}", "", *[f"- {v}" for v in lines], "",
-          "## Settings and budget", "", _md_table(*settings), "",
-          "## SugarCrepe-style composition (accuracy, %)", "", _md_table(sc_header, sc_rows), "",
-          "## Zero-shot classification and retrieval (%, first-caption protocol)", "",
-          _md_table(other_header, other_rows), "",
-          "## Held-out colour-shape pairs (%)", "", HELDOUT_NOTE, "", _md_table(*heldout), "",
-          "![SugarCrepe-style accuracy](report-assets/sugarcrepe-bars.png)", "",
-          "![Training loss](report-assets/loss-curves.png)", "",
-          "## Cost per step", "", "| run | images/s (median of logged steps) |", "|---|---|",
-          *[f"| {run} | {speed:.0f} |" for run, speed in speeds.items()], "",
-          "## Example retrievals (short-caption runs; ✓ marks the true image)", ""]  # fmt: skip
-    for ex in examples:
-        md.append(f"- *{ex['caption']}*: " + "; ".join(
-            f"{m.upper()} top-3 " + ", ".join(f"{i}{' ✓' if i == ex['truth'] else ''}" for i in ids)
-            for m, ids in ex["top"].items()))  # fmt: skip
-    md += ["", "## Timings (s)", "", *[f"- {k}: {v}" for k, v in timings.items()], "",
-           "## Reproduce each number", "", "```bash", *commands, "```", ""]  # fmt: skip
+    runs = [f"{row}-short" for row in results["rows"].get("short", [])]
+    n = results["config"]["profile"].get("retrieval_examples", 3)
+    examples = figures.retrieval_examples(first, runs, n, device) if runs else []
+    blocks = _sections(results, out, figs, figures.cost(out, results["seeds"]), examples)
+    names = {data: name for name, data in figs.items() if data}
     with atomic_write(out / "report.md", "w") as f:
-        f.write("\n".join(md))
-
-    def data_uri(path: Path) -> str:
-        return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
-
-    def fig_uri(data: bytes) -> str:
-        return "data:image/png;base64," + base64.b64encode(data).decode()
-
-    img_root = out / "world" / "retrieval" / "images"
-    ex_html = []
-    for ex in examples:
-        cells = []
-        for method, ids in ex["top"].items():
-            thumbs = "".join(
-                f'<img class="thumb{" hit" if i == ex["truth"] else ""}" src="{data_uri(img_root / ex["files"][i])}" '
-                f'alt="image {i}">' for i in ids
-            )  # fmt: skip
-            cells.append(f"<div><b>{method.upper()}</b><br>{thumbs}</div>")
-        ex_html.append(f'<div class="ex"><p>“{html.escape(ex["caption"])}”</p>{"".join(cells)}</div>')
-    figs = "".join(f'<img class="fig" src="{fig_uri(d)}" alt="{n}">' for n, d in figures.items() if d)
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>lift demo report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #1d232b; }}
-table {{ border-collapse: collapse; margin: 1em 0; }} th, td {{ border: 1px solid #ccd; padding: 4px 8px; }}
-th {{ background: #eef2f8; }} .fig {{ max-width: 100%; display: block; margin: 1em 0; }}
-.thumb {{ width: 64px; height: 64px; image-rendering: pixelated; margin: 2px; border: 2px solid #ddd; }}
-.hit {{ border-color: #1a9e3a; }} .ex {{ display: flex; gap: 2em; align-items: center; }}
-.ex p {{ width: 320px; }} pre {{ background: #f5f6f8; padding: 1em; overflow-x: auto; }}
-</style></head><body>
-<h1>LIFT vs CLIP on the synthetic compositional world</h1>
-<p>Both methods: {html.escape(INTRO)}</p>
-<ul>{"".join(f"<li>{html.escape(v.replace('**', ''))}</li>" for v in lines)}</ul>
-<h2>Settings and budget</h2>{_html_table(*settings)}
-<h2>SugarCrepe-style composition (accuracy, %)</h2>{_html_table(sc_header, sc_rows)}
-<h2>Zero-shot classification and retrieval (%)</h2>{_html_table(other_header, other_rows)}
-<h2>Held-out colour-shape pairs (%)</h2><p>{html.escape(HELDOUT_NOTE)}</p>{_html_table(*heldout)}
-{figs}
-<h2>Cost per step</h2>{_html_table(["run", "images/s"], [[r, f"{s:.0f}"] for r, s in speeds.items()])}
-<h2>Example retrievals</h2><p>Query caption, then each method's top-3 images (green: the true image).</p>
-{"".join(ex_html)}
-<h2>Timings (s)</h2>{_html_table(["stage", "seconds"], [[k, str(v)] for k, v in timings.items()])}
-<h2>Reproduce each number</h2><pre>{html.escape(chr(10).join(commands))}</pre>
-</body></html>
-"""
+        f.write(markdown(blocks, names))
     with atomic_write(out / "report.html", "w") as f:
-        f.write(page)
+        f.write(page(blocks, first / "world" / "retrieval" / "images"))
     return {"md": out / "report.md", "html": out / "report.html"}

@@ -132,6 +132,22 @@ VARIANTS: list[Variant] = [
         store="short",
         text_adapter="mlp",
     ),  # fmt: skip
+    Variant(
+        "lift-long-linear",
+        "lift",
+        "lift-long",
+        "LIFT + linear text adapter, long",
+        store="long",
+        text_adapter="linear",
+    ),  # fmt: skip
+    Variant(
+        "lift-long-mlp",
+        "lift",
+        "lift-long",
+        "LIFT + MLP text adapter, long",
+        store="long",
+        text_adapter="mlp",
+    ),  # fmt: skip
     Variant("lift-B", "lift", "lift-short", "LIFT on store B from scratch", store="short-cls"),
     Variant(
         "lift-B-2x",
