@@ -144,16 +144,17 @@ def train_run(
 def train_spec(
     out: Path, profile: DemoProfile, seed: int, *, name: str, method: str, settings: MethodSettings,
     captions: str | None = None, options: dict[str, Any] | None = None, init_from: str | None = None,
-    budget: float = 1.0,
+    budget: float = 1.0, data_order: str | None = None,
 ) -> dict:  # fmt: skip
-    """Train OUT/runs/NAME on the world's training shards at `budget` times the profile's epochs."""
+    """Train OUT/runs/NAME on the world's training shards at `budget` times the profile's epochs
+    (`data_order`: as `lift train --data-order`; None lets train choose)."""
     from lift.train import TrainConfig, train
 
     cfg = TrainConfig(
         method=method, model=profile.model, train_data=str(out / "world" / "train"), captions=captions,
         options=dict(options or {}), out=str(out / "runs" / name), batch_size=profile.batch_size,
         epochs=profile.epochs * budget, lr=settings.lr, init_temperature=settings.temperature,
-        warmup=settings.warmup, seed=seed, init_from=init_from,
+        warmup=settings.warmup, seed=seed, init_from=init_from, data_order=data_order,
         save_every=10**9,  # only the final checkpoint: the demo's runs are short
         log_every=5, resume="latest",  # a rerun continues (or skips) a run instead of starting over
     )  # fmt: skip
@@ -261,10 +262,10 @@ def _seed_stage(
         recipe = plus.get(regime)
         if recipe is not None:
             run = f"plus-{regime}"
-            summaries[run] = _stage(tag + f"train {run}", timings, lambda r=recipe, n=run: train_spec(
+            summaries[run] = _stage(tag + f"train {run}", timings, lambda r=recipe, n=run, g=regime: train_spec(
                 out, profile, seed, name=n, method=r.method, settings=profile.settings[r.name],
                 captions=r.captions, options=r.options(out), budget=r.budget,
-                init_from=str(out / "runs" / f"lift-{regime}") if r.init_from else None))  # fmt: skip
+                init_from=str(out / "runs" / f"lift-{g}") if r.init_from else None))  # fmt: skip
     evals = {
         run: _stage(tag + f"eval {run}", timings, lambda r=run: evaluate_run(out, r, device))
         for run in summaries

@@ -86,6 +86,7 @@ class Variant:
     text_adapter: str = "none"
     init_from: str | None = None  # another variant's run
     budget: float = 1.0  # times the profile's epochs
+    data_order: str | None = None  # lift train --data-order (None: exact, for the world's local shards)
 
     def options(self, out: Path) -> dict[str, Any]:
         if self.method != "lift":
@@ -131,6 +132,14 @@ VARIANTS: list[Variant] = [
         "LIFT + MLP text adapter, short",
         store="short",
         text_adapter="mlp",
+    ),  # fmt: skip
+    Variant(
+        "lift-short-stream",
+        "lift",
+        "lift-short",
+        "LIFT as in the paper, short, stream data order",
+        store="short",
+        data_order="stream",
     ),  # fmt: skip
     Variant(
         "lift-long-linear",
@@ -251,7 +260,7 @@ def run_variants(cfg: VariantsConfig) -> dict[str, Any]:
         for v in variants:
             print(f"[lift variants] seed {seed}: {v.name}", file=sys.stderr, flush=True)
             train_spec(out, profile, seed, name=v.name, method=v.method, settings=settings[v.settings],
-                       captions=v.captions, options=v.options(out), budget=v.budget,
+                       captions=v.captions, options=v.options(out), budget=v.budget, data_order=v.data_order,
                        init_from=str(out / "runs" / v.init_from) if v.init_from else None)  # fmt: skip
             results.setdefault(v.name, {})[seed] = metrics_of(
                 evaluate_run(out, v.name, device, only=CORE_TASKS)
