@@ -264,7 +264,7 @@ def _seed_stage(
             run = f"plus-{regime}"
             summaries[run] = _stage(tag + f"train {run}", timings, lambda r=recipe, n=run, g=regime: train_spec(
                 out, profile, seed, name=n, method=r.method, settings=profile.settings[r.name],
-                captions=r.captions, options=r.options(out), budget=r.budget,
+                captions=r.captions, options=r.options(out), budget=r.budget, data_order=r.data_order,
                 init_from=str(out / "runs" / f"lift-{g}") if r.init_from else None))  # fmt: skip
     evals = {
         run: _stage(tag + f"eval {run}", timings, lambda r=run: evaluate_run(out, r, device))

@@ -33,10 +33,12 @@ def _retrieval_captions(world: Path) -> tuple[list[str], list[Any]]:
     return [c[0] for c in data.captions], list(data.ids)
 
 
-def probe_store(out: Path, store: str, device: str) -> dict[str, Any]:
+def probe_store(out: Path, store: str, device: str, loaded: list[Any]) -> dict[str, Any]:
+    """One store's figures; its subject joins `loaded`, so stores of one encoder embed each text once."""
     from lift.probe import probe_captions, probe_sugarcrepe, store_subject
 
-    subject = store_subject(out / "stores" / store, device=device)
+    subject = store_subject(out / "stores" / store, device=device, loaded=loaded)
+    loaded.append(subject)
     tasks = probe_sugarcrepe(subject.embed, out / "world" / "sugarcrepe", margin=MARGIN)
     captions, groups = _retrieval_captions(out / "world")
     found = probe_captions(subject.embed, captions, groups=groups, margin=MARGIN)
@@ -55,8 +57,9 @@ def probe_world(out: Path, stores: dict[str, list[str]], device: str) -> dict[st
     """{store: its figures} for every store named in `stores` (regime -> stores), cached."""
     path = out / "evals" / "probe.json"
     cached = json.loads(path.read_text()) if path.exists() else {}
+    loaded: list[Any] = []
     for name in dict.fromkeys(s for names in stores.values() for s in names):
         if name not in cached:
-            cached[name] = probe_store(out, name, device)
+            cached[name] = probe_store(out, name, device, loaded)
             write_json(path, cached)
     return {name: cached[name] for names in stores.values() for name in names}
