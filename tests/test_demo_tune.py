@@ -44,14 +44,16 @@ def test_the_demos_own_seed_is_refused(tmp_path, capsys):
         tune(TuneConfig(out=str(tmp_path), seeds=[0, 1]))
     assert main(["--out", str(tmp_path), "--seeds", "0"]) == 2
     assert "seed 0" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path / "none"), "--seeds", "1", "--methods"]) == 2
+    assert "nothing to tune" in capsys.readouterr().err and not (tmp_path / "none").exists()
 
 
 def test_variants_join_the_sweep_on_their_methods_grid(tmp_path, tiny_profile):
     cfg = TuneConfig(out=str(tmp_path), profile=tiny_profile, seeds=[3], lrs={"lift": [1e-3, 2e-3], "clip": [5e-4]},
-                     temperatures=[0.07], methods=["lift"], regimes=["short"], variants=["lift-all"],
+                     temperatures=[0.07], methods=[], regimes=["short"], variants=["lift-all"],
                      device="cpu")  # fmt: skip
     summary = tune(cfg)
-    assert list(summary) == ["lift-short", "lift-all"]
+    assert list(summary) == ["lift-all"]  # no paper run asked for: only the variant
     assert [p["settings"]["lr"] for p in summary["lift-all"]["points"]] == [1e-3, 2e-3]
     run = tmp_path / "seed-3" / "runs" / "lift-all-lr0.001-t0.07"
     assert json.loads((run / "config.json").read_text())["captions"] == "all"

@@ -113,7 +113,9 @@ def _add_fields(
         text = _HELP.get(f.name, "")
         if f.name in bounds:
             text += f" ({bounds[f.name].describe()})"
-        text = f"{text} (default: {f.default})".strip()
+        if "default" not in text and f.default is not None:  # a help that explains its default keeps it
+            text = f"{text} (default: {f.default})"
+        text = text.strip()
         kw: dict[str, typing.Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": text}
         flag = "--" + f.name.replace("_", "-")
         if tp is bool:

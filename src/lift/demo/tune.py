@@ -60,6 +60,8 @@ class TuneConfig:
     def runs(self) -> list[Variant]:
         """The paper's runs (METHOD-REGIME) and the variants asked for, each a `Variant`."""
         names = [f"{m}-{r}" for r in self.regimes for m in self.methods] + list(self.variants)
+        if not names:
+            raise LiftError("nothing to tune: --methods and --variants name no runs; give at least one")
         unknown = [n for n in names if n not in BY_NAME]
         if unknown:
             raise LiftError(f"unknown variant {unknown[0]!r}; known: {', '.join(BY_NAME)}")
@@ -102,10 +104,10 @@ def tune(cfg: TuneConfig) -> dict[str, Any]:
     if 0 in cfg.seeds:
         raise LiftError("seed 0 is the demo's own world; tune on other seeds so its numbers stay unseen")
     profile, device = PROFILES[cfg.profile], resolve_device(cfg.device)
+    runs = cfg.runs()  # refused before anything is written
     root = Path(cfg.out)
     root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, root / "tune-config.json")
-    runs = cfg.runs()
     grids = {v.name: _grid(cfg, v.method) for v in runs}
     scores: dict[str, dict[str, dict[int, float]]] = {}  # run -> point -> seed -> score
     for seed in cfg.seeds:
@@ -118,7 +120,7 @@ def tune(cfg: TuneConfig) -> dict[str, Any]:
                 name = point_name(v.name, settings)
                 _log(f"seed {seed}: {name}")
                 train_spec(out, profile, seed, name=name, method=v.method, settings=settings, captions=v.captions,
-                           options=v.options(out), budget=v.budget)  # fmt: skip
+                           options=v.options(out), budget=v.budget, data_order=v.data_order)  # fmt: skip
                 value = score(evaluate_run(out, name, device, only=CORE_TASKS))
                 scores.setdefault(v.name, {}).setdefault(name, {})[seed] = value
     summary: dict[str, Any] = {}
@@ -169,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip-lrs", type=float, nargs="+", default=defaults.lrs["clip"], help="CLIP's lr grid")
     p.add_argument("--temperatures", type=float, nargs="+", default=defaults.temperatures,
                    help="initial temperatures, for both methods")  # fmt: skip
-    p.add_argument("--methods", nargs="+", default=defaults.methods, choices=METHODS)
+    p.add_argument("--methods", nargs="*", default=defaults.methods, choices=METHODS,
+                   help="the paper's runs to tune (default: all; none: only --variants)")  # fmt: skip
     p.add_argument("--regimes", nargs="+", default=defaults.regimes, choices=list(REGIMES))
     p.add_argument("--variants", nargs="+", default=defaults.variants, choices=list(BY_NAME),
                    help="more runs to tune (lift.demo.variants), each over its method's grid")  # fmt: skip
