@@ -35,7 +35,11 @@ def test_every_lift_variant_trains_and_is_measured(tmp_path, tiny_profile):
     assert config["lift-B"]["text_identity"]["pooling"] == "cls"
     assert config["lift-B-2x"]["step"] == 2 * config["lift-B"]["step"]
     assert config["lift-B-from-A"]["init_from"]["checkpoint"].endswith("lift-short/checkpoints/step-000003")
-    assert "| lift-B-from-A |" in (tmp_path / "variants.md").read_text()
+    table = (tmp_path / "variants.md").read_text()
+    assert "| lift-B-from-A |" in table
+    assert (
+        "| lift-short | LIFT as in the paper, short captions |" in table
+    )  # not the transforms set's wording
     assert json.loads((tmp_path / "variants.json").read_text())["config"]["seeds"] == [3]
 
 

@@ -1,12 +1,16 @@
 """Run the whole method end to end on the embedded synthetic world, and write a report.
 
-synth -> embed (short and long captions, default frozen encoder) -> train LIFT and CLIP with the
-same vision tower, data order and budget -> eval (SugarCrepe-style, zero-shot, retrieval) ->
-DIR/results.json, DIR/report.md and a self-contained DIR/report.html.
+Per world seed: synth -> embed (short and long captions, default frozen encoder) -> train CLIP, LIFT
+as in the paper and LIFT+ (the best tuned variant, where one beat the paper's recipe) with the same
+vision tower, data and budget -> eval (SugarCrepe-style, zero-shot, retrieval, Winoground, MMVP,
+long-caption retrieval) -> probe (what the frozen targets can separate). Then DIR/results.json,
+DIR/report.md and a self-contained DIR/report.html: per metric the mean and spread over seeds and
+LIFT - CLIP with a 95% interval, in words. Seeds 1 and 2 (where the settings were tuned) are skipped.
 
 Examples:
-  lift demo                          # the full demo (~15 min on 2 CPU cores)
-  lift demo --quick --out /tmp/demo  # the smoke run (~3 min)
+  lift demo                          # the full demo, one seed (~12 min on 2 CPU cores)
+  lift demo --seeds 3                # three seeds, intervals over seeds too (see docs/demo.md)
+  lift demo --quick --out /tmp/demo  # the smoke run (under 3 min)
   lift demo --fresh                  # start over instead of reusing finished stages
 """
 
@@ -25,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the first world seed (also data order and init)")
     parser.add_argument(
         "--seeds", type=int, default=1,
-        help="how many world seeds (default 1; 3 gives intervals over seeds: about 45 minutes on 2 cores); "
+        help="how many world seeds (default 1; 3 gives intervals over seeds too: about 40 minutes on 2 cores); "
         "the seeds the settings were tuned on (1, 2) are skipped",
     )  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")

@@ -61,6 +61,7 @@ def tuned_settings() -> dict[str, MethodSettings]:
         "clip-short": MethodSettings(lr=5e-4, temperature=0.03),
         "lift-long": MethodSettings(lr=4e-3, temperature=0.03),
         "clip-long": MethodSettings(lr=1e-3, temperature=0.07),
+        "lift-short-mlp": MethodSettings(lr=2e-3, temperature=0.03),  # LIFT+ short
     }
 
 

@@ -7,7 +7,10 @@ demo's world, tower and budget, on seeds the demo never reports:
 - views: LIFT trained on the short captions, the long ones, one of the two drawn per sample and epoch
   (`--captions random`, ShareLock) or both at once with a multi-positive loss (`--captions all`,
   FLAME / LLM2CLIP's several captions per image); CLIP on the same views of raw text;
-- a trainable text-side adapter on the frozen vectors (`--text-adapter linear | mlp`);
+- a trainable text-side adapter on the frozen vectors (`--text-adapter linear | mlp`), with short and
+  with long captions;
+- the streaming data order (`--data-order stream`: shards in a shuffled order through a shuffle
+  buffer) beside the exact global permutation the other runs use;
 - the encoder-upgrade path: store B holds the same captions embedded by another configuration of the
   encoder (CLS pooling instead of mean); LIFT trained on B from scratch at the same budget and at
   twice the budget, and from the paper-LIFT run on store A (`--init-from`) at the same budget.
@@ -57,6 +60,7 @@ STORES: dict[str, dict[str, Any]] = {
     "short-int8": {"from": "short", "dtype": "int8"},
     **{f"short-pca{k}": {"from": "short", "pca": k} for k in (192, 96, 48)},
     **{f"short-trunc{k}": {"from": "short", "truncate": k} for k in (192, 96, 48)},
+    "short-pca192-int8": {"from": "short", "pca": 192, "dtype": "int8"},  # 4x smaller: both cuts at once
     "short-center": {"from": "short", "center": True},
     "short-whiten": {"from": "short", "whiten": True},
 }
@@ -188,6 +192,7 @@ TRANSFORM_VARIANTS: list[Variant] = [
         )
         for k in (192, 96, 48)
     ],
+    Variant("lift-short-pca192-int8", "lift", "lift-short", "PCA to 192-d, int8", store="short-pca192-int8"),
     Variant("lift-short-center", "lift", "lift-short", "centred, 384-d", store="short-center"),
     Variant("lift-short-whiten", "lift", "lift-short", "ZCA-whitened, 384-d", store="short-whiten"),
 ]
@@ -195,8 +200,10 @@ SETS = {"methods": VARIANTS, "transforms": TRANSFORM_VARIANTS}
 # LIFT+ per caption regime in `lift demo`: the best variant of the sets above (measured on the tuning
 # seeds, then tuned there: docs/demo.md), or None where no variant beat the paper's recipe. Its
 # settings are `tuned_settings()[name]`.
-PLUS: dict[str, Variant | None] = {"short": None, "long": None}
 BY_NAME = {v.name: v for v in VARIANTS + TRANSFORM_VARIANTS}
+# Short: the MLP text adapter, tuned, scored best on the tuning seeds (docs/demo.md). Long: every
+# long-caption variant trailed the paper's recipe, so the demo shows that recipe alone.
+PLUS: dict[str, Variant | None] = {"short": BY_NAME["lift-short-mlp"], "long": None}
 METRICS = ("sugarcrepe", "zeroshot", "retrieval")
 
 
@@ -218,14 +225,16 @@ def metrics_of(tasks: dict[str, dict]) -> dict[str, float]:
             "retrieval": (rt["i2t_R@1"] + rt["t2i_R@1"]) / 2}  # fmt: skip
 
 
-def _needed(names: list[str]) -> list[Variant]:
-    """The variants asked for and the ones they start from, in dependency order."""
+def _needed(names: list[str], set_name: str) -> list[Variant]:
+    """The variants asked for and the ones they start from, in dependency order; a name both sets
+    define (lift-short) reads as `set_name` describes it."""
+    known = {**BY_NAME, **{v.name: v for v in SETS[set_name]}}
     order: list[Variant] = []
 
     def add(name: str) -> None:
-        if name not in BY_NAME:
-            raise LiftError(f"unknown variant {name!r}; known: {', '.join(BY_NAME)}")
-        v = BY_NAME[name]
+        if name not in known:
+            raise LiftError(f"unknown variant {name!r}; known: {', '.join(known)}")
+        v = known[name]
         if v.init_from:
             add(v.init_from)
         if v not in order:
@@ -250,7 +259,7 @@ def run_variants(cfg: VariantsConfig) -> dict[str, Any]:
     save_config(cfg, root / f"{name}-config.json")
     if cfg.set not in SETS:
         raise LiftError(f"unknown variant set {cfg.set!r}; known: {', '.join(SETS)}")
-    variants = _needed(cfg.variants or [v.name for v in SETS[cfg.set]])
+    variants = _needed(cfg.variants or [v.name for v in SETS[cfg.set]], cfg.set)
     results: dict[str, dict[int, dict[str, float]]] = {}
     for seed in cfg.seeds:
         out = root / f"seed-{seed}"
@@ -298,6 +307,7 @@ def store_figures(out: Path, store: str, device: str) -> dict[str, float]:
 
 EXTRA = {"bytes_per_row": "bytes per row", "probe_close_pct": "pairs closer than 0.99 (%)",
          "probe_mean_cos": "mean cos(pos, neg)"}  # fmt: skip
+FORMATS = {"bytes_per_row": ".0f", "probe_mean_cos": ".3f"}  # the rest: one decimal
 
 
 def variants_markdown(summary: dict[str, Any]) -> str:
@@ -309,10 +319,12 @@ def variants_markdown(summary: dict[str, Any]) -> str:
     lines = [f"Mean over seeds {', '.join(map(str, seeds))} (per seed in brackets), in %.", "", head,
              "|---|---|---|---|---|" + "---|" * len(extra)]  # fmt: skip
     for name, v in summary["variants"].items():
+        per_seed = {int(s): r for s, r in v["per_seed"].items()}  # JSON keys are strings
         cells = []
         for m in (*METRICS, *extra):
-            per = ", ".join(f"{v['per_seed'][s][m]:.1f}" for s in seeds if s in v["per_seed"])
-            cells.append(f"{v['mean'][m]:.1f} ({per})")
+            fmt = FORMATS.get(m, ".1f")
+            per = ", ".join(f"{per_seed[s][m]:{fmt}}" for s in seeds if s in per_seed)
+            cells.append(f"{v['mean'][m]:{fmt}}" if m == "bytes_per_row" else f"{v['mean'][m]:{fmt}} ({per})")
         lines.append(f"| {name} | {v['recipe']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
