@@ -107,7 +107,7 @@ def collect_results(
                     if value is not None:
                         found.setdefault(name, []).append(value)
             metrics.setdefault(regime, {})[row] = {
-                name: {"mean": mean_std(v)[0], "std": mean_std(v)[1], "per_seed": v}
+                name: dict(zip(("mean", "std"), mean_std(v)), per_seed=v)
                 for name, v in found.items() if len(v) == len(seeds)
             }  # fmt: skip
         for a, b in COMPARISONS:
@@ -115,15 +115,11 @@ def collect_results(
                 continue
             comparison = {}
             for name, (task, groups, heldout) in PAIRED.items():
-                ra, rb = f"{a}-{regime}", f"{b}-{regime}"
-                items_a = [
-                    _items(per_seed[s][1], ra, task, groups, held[s][task] if heldout else None)
-                    for s in seeds
-                ]
-                items_b = [
-                    _items(per_seed[s][1], rb, task, groups, held[s][task] if heldout else None)
-                    for s in seeds
-                ]
+                items_a, items_b = (
+                    [_items(per_seed[s][1], f"{x}-{regime}", task, groups, held[s][task] if heldout else None)
+                     for s in seeds]
+                    for x in (a, b)
+                )  # fmt: skip
                 if not all(items_a) or not all(items_b):
                     continue
                 by_items = paired_bootstrap(items_a, items_b)

@@ -252,20 +252,25 @@ def run_variants(cfg: VariantsConfig) -> dict[str, Any]:
         raise LiftError(f"unknown demo profile {cfg.profile!r}; known: {sorted(PROFILES)}")
     if 0 in cfg.seeds:
         raise LiftError("seed 0 is the demo's own world; measure variants on other seeds")
+    if cfg.set not in SETS:
+        raise LiftError(f"unknown variant set {cfg.set!r}; known: {', '.join(SETS)}")
+    variants = _needed(cfg.variants or [v.name for v in SETS[cfg.set]], cfg.set)  # refused before writing
     profile, device, settings = PROFILES[cfg.profile], resolve_device(cfg.device), tuned_settings()
     root = Path(cfg.out)
     root.mkdir(parents=True, exist_ok=True)
     name = "variants" if cfg.set == "methods" else cfg.set
     save_config(cfg, root / f"{name}-config.json")
-    if cfg.set not in SETS:
-        raise LiftError(f"unknown variant set {cfg.set!r}; known: {', '.join(SETS)}")
-    variants = _needed(cfg.variants or [v.name for v in SETS[cfg.set]], cfg.set)
     results: dict[str, dict[int, dict[str, float]]] = {}
     for seed in cfg.seeds:
         out = root / f"seed-{seed}"
         synth_world(out, profile, seed)
-        for store in sorted({v.store for v in variants if v.store}):
+        stores = sorted({v.store for v in variants if v.store})
+        for store in stores:
             make_store(out, store, device)
+        if cfg.set == "transforms":
+            from lift.demo.probes import probe_world
+
+            probed = probe_world(out, {"transforms": stores}, device)  # one encoder load for all stores
         for v in variants:
             print(f"[lift variants] seed {seed}: {v.name}", file=sys.stderr, flush=True)
             train_spec(out, profile, seed, name=v.name, method=v.method, settings=settings[v.settings],
@@ -275,7 +280,7 @@ def run_variants(cfg: VariantsConfig) -> dict[str, Any]:
                 evaluate_run(out, v.name, device, only=CORE_TASKS)
             )
             if cfg.set == "transforms" and v.store:
-                results[v.name][seed].update(store_figures(out, v.store, device))
+                results[v.name][seed].update(store_figures(out, v.store, probed[v.store]))
     summary = {"config": config_to_dict(cfg), "profile": config_to_dict(profile), "variants": {
         v.name: {"recipe": v.recipe, "settings": config_to_dict(settings[v.settings]), "per_seed": results[v.name],
                  "mean": {m: statistics.fmean(r[m] for r in results[v.name].values()) for m in results[v.name][cfg.seeds[0]]}}
@@ -287,22 +292,18 @@ def run_variants(cfg: VariantsConfig) -> dict[str, Any]:
     return summary
 
 
-def store_figures(out: Path, store: str, device: str) -> dict[str, float]:
-    """A store's bytes per row and its frozen targets' separation of the SugarCrepe-style pairs: the share
-    (%) of pairs whose positive and negative targets are closer than cosine 0.99 (`lift.probe`),
-    averaged over the seven tasks, and their mean cosine. Cached as JSON beside the runs' evaluations."""
-    from lift.probe import probe_sugarcrepe, store_subject
+def store_figures(out: Path, store: str, probed: dict[str, Any]) -> dict[str, float]:
+    """A store's bytes per row and its frozen targets' separation of the SugarCrepe-style pairs (from
+    `lift.demo.probes`): the share (%) of pairs whose positive and negative targets are closer than
+    cosine 0.99, averaged over the seven tasks, and their mean cosine."""
+    from lift.store import open_store
 
-    path = out / "evals" / f"store-{store}.json"
-    if not path.exists():
-        subject = store_subject(out / "stores" / store, device=device)
-        tasks = probe_sugarcrepe(subject.embed, out / "world" / "sugarcrepe")
-        write_json(path, {
-            "bytes_per_row": float(subject.store.bytes_per_row),
-            "probe_close_pct": 100 * statistics.fmean(t["above"] for t in tasks.values()),
-            "probe_mean_cos": statistics.fmean(t["mean"] for t in tasks.values()),
-        })  # fmt: skip
-    return json.loads(path.read_text())
+    tasks = probed["sugarcrepe"].values()
+    return {
+        "bytes_per_row": float(open_store(out / "stores" / store).bytes_per_row),
+        "probe_close_pct": statistics.fmean(t["close_pct"] for t in tasks),
+        "probe_mean_cos": statistics.fmean(t["mean_cos"] for t in tasks),
+    }
 
 
 EXTRA = {"bytes_per_row": "bytes per row", "probe_close_pct": "pairs closer than 0.99 (%)",
